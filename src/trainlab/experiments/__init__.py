@@ -1,0 +1,1 @@
+"""Studies of the seed's claims; each returns numbers, figures and verdicts."""

@@ -1,0 +1,126 @@
+"""Elementwise activations: ReLU, LeakyReLU, Tanh, Sigmoid.
+
+Each caches the one array its backward needs (the output for Tanh, Sigmoid and
+ReLU; the input's sign mask for LeakyReLU) and computes ``dx`` with in-place
+operations on one new array.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from trainlab.nn.module import Module
+
+__all__ = ["Activation", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ACTIVATIONS", "get"]
+
+
+class Activation(Module):
+    """Base of the elementwise activations; ``activation_name`` keys the init recommendation."""
+
+    is_activation = True
+    activation_name = "linear"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._out: np.ndarray | None = None
+
+    def _saved(self) -> np.ndarray:
+        if self._out is None:
+            raise RuntimeError(f"{type(self).__name__}.backward called before forward")
+        return self._out
+
+
+class ReLU(Activation):
+    """``y = max(0, x)``; ``dx = dy * [y > 0]`` (the subgradient at 0 is 0, as in PyTorch)."""
+
+    activation_name = "relu"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._out = np.maximum(x, 0)
+        return self._out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        out = self._saved()
+        return np.multiply(dout, out > 0)
+
+
+class LeakyReLU(Activation):
+    """``y = x`` for ``x > 0``, ``a x`` otherwise (``a = negative_slope``, default 0.01)."""
+
+    activation_name = "leaky_relu"
+
+    def __init__(self, negative_slope: float = 0.01) -> None:
+        super().__init__()
+        if not (negative_slope >= 0):
+            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope}")
+        self.negative_slope = float(negative_slope)
+        self._positive: np.ndarray | None = None
+
+    def extra_repr(self) -> str:
+        return f"negative_slope={self.negative_slope}"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        self._positive = x > 0
+        self._out = np.where(self._positive, x, x * x.dtype.type(self.negative_slope))
+        return self._out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        self._saved()
+        slope = np.asarray(dout).dtype.type(self.negative_slope)
+        return np.where(self._positive, dout, dout * slope)
+
+
+class Tanh(Activation):
+    """``y = tanh(x)``; ``dx = dy * (1 - y^2)``."""
+
+    activation_name = "tanh"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        self._out = np.tanh(x)
+        return self._out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        out = self._saved()
+        dx = np.square(out)
+        np.subtract(1, dx, out=dx)
+        dx *= dout
+        return dx
+
+
+class Sigmoid(Activation):
+    """``y = 1 / (1 + exp(-x))`` computed without overflow; ``dx = dy * y (1 - y)``."""
+
+    activation_name = "sigmoid"
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        x = np.asarray(x)
+        # exp(-|x|) never overflows; fold the sign back in
+        e = np.exp(-np.abs(x))
+        out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
+        self._out = out
+        return out
+
+    def backward(self, dout: np.ndarray) -> np.ndarray:
+        out = self._saved()
+        dx = np.subtract(1, out)
+        dx *= out
+        dx *= dout
+        return dx
+
+
+ACTIVATIONS = {"relu": ReLU, "leaky_relu": LeakyReLU, "tanh": Tanh, "sigmoid": Sigmoid}
+
+
+def get(name: str, **kwargs) -> Activation:
+    """Build an activation by name (``"relu"``, ``"leaky_relu"``, ``"tanh"``, ``"sigmoid"``).
+
+    Raises:
+        ValueError: for an unknown name, listing the valid ones.
+    """
+    if name not in ACTIVATIONS:
+        import difflib
+        near = difflib.get_close_matches(str(name), list(ACTIVATIONS), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"unknown activation {name!r}{hint}; valid: {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name](**kwargs)

@@ -1,0 +1,1 @@
+"""Optimizers (update rules) and learning-rate schedules."""
