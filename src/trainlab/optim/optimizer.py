@@ -1,0 +1,337 @@
+"""The Optimizer base: parameter groups, per-parameter state, workspace and state dicts.
+
+An optimizer holds two things apart (as Optax and PyTorch do):
+
+* ``param_groups``: a list of dicts, each with ``"params"`` (a list of
+  :class:`~trainlab.nn.module.Parameter`) and that group's hyperparameters
+  (``lr``, ``momentum``, ...). Schedules change ``group["lr"]`` between steps.
+* ``state``: per-parameter arrays (moments, velocities) and the step count,
+  keyed by the Parameter object itself, never by a name, so two layers'
+  ``"weight"`` can never share moments.
+
+The update rules live in :mod:`trainlab.optim.functional`; a subclass only
+validates its hyperparameters, creates its state and calls its kernel.
+
+``state_dict()`` has PyTorch's structure and holds NumPy arrays and plain
+JSON-able values only (no pickle needed)::
+
+    {"state": {0: {"step": 3, "exp_avg": array, ...}, ...},
+     "param_groups": [{"lr": 0.001, "betas": [0.9, 0.999], ..., "params": [0, 1, ...]}]}
+
+Parameters are numbered in the order of the groups and of each group's list.
+Tuples (``betas``) are stored as lists and turned back into tuples on load.
+Besides its hyperparameters a group may hold ``"initial_lr"``, which the
+learning-rate schedules record (as PyTorch's do).
+
+Scratch memory: the kernels' temporaries go into a few flat buffers per dtype,
+sized to the largest parameter and shared by all parameters (views cached per
+parameter); they are not state and are not saved.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+from collections.abc import Callable, Iterable
+from typing import Any, ClassVar
+
+import numpy as np
+
+from trainlab.nn.module import Parameter
+
+__all__ = ["Optimizer", "check_hyperparameter"]
+
+
+def check_hyperparameter(where: str, name: str, value: Any, *, low: float | None = None,
+                         high: float | None = None, low_open: bool = False,
+                         high_open: bool = False) -> None:
+    """Raise ``ValueError`` unless ``value`` is a real number in the stated interval.
+
+    ``low_open``/``high_open`` exclude the bound. NaN always fails. The message
+    names ``where``, the argument ``name`` and the value given.
+    """
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{where}: {name} must be a real number, got {value!r} "
+                        f"({type(value).__name__})")
+    ok = not math.isnan(value)
+    if ok and low is not None:
+        ok = value > low if low_open else value >= low
+    if ok and high is not None:
+        ok = value < high if high_open else value <= high
+    if not ok:
+        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}"
+        hi = "" if high is None else f"{high:g}{')' if high_open else ']'}"
+        if low is not None and high is not None:
+            expected = f"in {lo}, {hi}"
+        elif low is not None:
+            expected = f"{'>' if low_open else '>='} {low:g}"
+        else:
+            expected = f"{'<' if high_open else '<='} {high:g}"
+        raise ValueError(f"{where}: invalid {name}={value!r}; expected {name} {expected}")
+
+
+def check_flag(where: str, name: str, value: Any) -> None:
+    """Raise ``TypeError`` unless ``value`` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+
+
+def _as_tuple(where: str, name: str, value: Any) -> tuple:
+    """``tuple(value)``, or ``TypeError`` naming the argument when it is not a sequence."""
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise TypeError(f"{where}: {name} must be a tuple, got {value!r}")
+    return tuple(value)
+
+
+def _plain(value: Any) -> Any:
+    """A JSON-able copy of a hyperparameter value (tuples become lists, NumPy scalars Python)."""
+    if isinstance(value, (tuple, list)):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    return value
+
+
+class Optimizer:
+    """Base class of every optimizer.
+
+    Args:
+        params: an iterable of Parameters, or of dicts each with ``"params"``
+            (an iterable of Parameters) and hyperparameters overriding the defaults.
+        defaults: the constructor's hyperparameters.
+
+    Raises:
+        ValueError: an empty parameter list, a parameter listed twice, an
+            unknown hyperparameter key, or a hyperparameter out of range.
+        TypeError: an element that is not a Parameter (or a set of them: the
+            order must be fixed for ``state_dict`` to be meaningful).
+    """
+
+    #: name in the ``trainlab.optim.create`` registry
+    name: ClassVar[str] = ""
+    #: hyperparameters that are tuples (stored as lists in a state dict)
+    tuple_hyperparameters: ClassVar[tuple[str, ...]] = ()
+    #: per-parameter state entries that are Python ints (the rest are arrays)
+    int_state: ClassVar[tuple[str, ...]] = ("step",)
+    #: how many scratch arrays shaped like a parameter the kernel may use
+    work_slots: ClassVar[int] = 2
+
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]],
+                 defaults: dict[str, Any]) -> None:
+        where = type(self).__name__
+        self.defaults = {k: (_as_tuple(where, k, v) if k in self.tuple_hyperparameters else v)
+                         for k, v in defaults.items()}
+        self.check_hyperparameters(self.defaults)
+        self.param_groups: list[dict[str, Any]] = []
+        self.state: dict[Parameter, dict[str, Any]] = {}
+        self._work: dict[np.dtype, list[np.ndarray]] = {}
+        self._work_views: dict[Parameter, tuple[np.ndarray, ...]] = {}
+        if isinstance(params, (Parameter, np.ndarray, dict)):
+            raise TypeError(f"{where}: params must be an iterable of Parameters or of dicts, "
+                            f"got a single {type(params).__name__}")
+        if isinstance(params, (set, frozenset)):
+            raise TypeError(f"{where}: params must be an ordered iterable (list), not a set")
+        items = list(params)
+        if not items:
+            raise ValueError(f"{where}: got an empty parameter list")
+        if all(isinstance(item, dict) for item in items):
+            groups = items
+        elif any(isinstance(item, dict) for item in items):
+            raise TypeError(f"{where}: params mixes Parameters and dicts; give one kind")
+        else:
+            groups = [{"params": items}]
+        for group in groups:
+            self.add_param_group(group)
+
+    # ----------------------------------------------------------------- groups
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Add a group: ``{"params": [...], **hyperparameters}``; missing ones take the defaults."""
+        where = type(self).__name__
+        if not isinstance(param_group, dict) or "params" not in param_group:
+            raise TypeError(f"{where}: a param group must be a dict with a 'params' key, "
+                            f"got {param_group!r}")
+        params = param_group["params"]
+        if isinstance(params, Parameter):
+            params = [params]
+        elif isinstance(params, (set, frozenset)):
+            raise TypeError(f"{where}: a group's params must be an ordered iterable, not a set")
+        params = list(params)
+        if not params:
+            raise ValueError(f"{where}: got an empty parameter list")
+        for i, p in enumerate(params):
+            if not isinstance(p, Parameter):
+                raise TypeError(f"{where}: params[{i}] must be a Parameter, got {type(p).__name__}")
+        seen = {id(p) for g in self.param_groups for p in g["params"]}
+        for i, p in enumerate(params):
+            if id(p) in seen:
+                raise ValueError(f"{where}: params[{i}] ({p!r}) appears more than once")
+            seen.add(id(p))
+        group = self._complete_group(param_group)
+        group["params"] = params
+        self.param_groups.append(group)
+
+    def _complete_group(self, given: dict[str, Any]) -> dict[str, Any]:
+        """The defaults overridden by ``given`` (without ``params``), validated."""
+        unknown = sorted(set(given) - set(self.defaults) - {"params", "initial_lr"})
+        if unknown:
+            raise ValueError(f"{type(self).__name__}: unknown hyperparameter(s) {unknown} in a param "
+                             f"group; valid: {sorted(self.defaults)}")
+        group = dict(self.defaults)
+        for key, value in given.items():
+            if key != "params":
+                group[key] = (_as_tuple(type(self).__name__, key, value)
+                              if key in self.tuple_hyperparameters else value)
+        self.check_hyperparameters(group)
+        if "initial_lr" in group:
+            check_hyperparameter(type(self).__name__, "initial_lr", group["initial_lr"], low=0)
+        return group
+
+    def check_hyperparameters(self, hp: dict[str, Any]) -> None:
+        """Raise ``ValueError`` naming the argument and value if any hyperparameter is invalid."""
+
+    # ----------------------------------------------------------------- stepping
+    def step(self, closure: Callable[[], Any] | None = None) -> Any:
+        """Update every parameter in place from its ``.grad``; returns ``closure()`` if given."""
+        loss = closure() if closure is not None else None
+        for group in self.param_groups:
+            self._step_group(group)
+        return loss
+
+    def _step_group(self, group: dict[str, Any]) -> None:
+        raise NotImplementedError(f"{type(self).__name__} does not implement _step_group")
+
+    def zero_grad(self) -> None:
+        """Set every parameter's gradient to zero (``Parameter.zero_grad``)."""
+        for group in self.param_groups:
+            for p in group["params"]:
+                p.zero_grad()
+
+    def _workspace(self, p: Parameter) -> tuple[np.ndarray, ...]:
+        """``work_slots`` scratch arrays shaped like ``p``: views of flat per-dtype buffers."""
+        views = self._work_views.get(p)
+        data = p.data
+        if views is not None and views[0].dtype == data.dtype and views[0].shape == data.shape:
+            return views
+        dtype = data.dtype
+        buffers = self._work.get(dtype)
+        if buffers is None or buffers[0].size < data.size:
+            size = max([q.data.size for g in self.param_groups for q in g["params"]
+                        if q.data.dtype == dtype] + [data.size])
+            buffers = [np.empty(size, dtype=dtype) for _ in range(self.work_slots)]
+            self._work[dtype] = buffers
+            self._work_views = {q: v for q, v in self._work_views.items() if v[0].dtype != dtype}
+        views = tuple(b[:data.size].reshape(data.shape) for b in buffers)
+        self._work_views[p] = views
+        return views
+
+    def _zeros(self, p: Parameter, fill: float = 0.0) -> np.ndarray:
+        """A new state array shaped and typed like ``p.data``."""
+        return np.full_like(p.data, fill) if fill else np.zeros_like(p.data)
+
+    # ----------------------------------------------------------------- learning rate
+    @property
+    def lr(self) -> float:
+        """The first group's learning rate; setting it sets every group's."""
+        return self.param_groups[0]["lr"]
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        check_hyperparameter(type(self).__name__, "lr", value, low=0)
+        for group in self.param_groups:
+            group["lr"] = value
+
+    # ----------------------------------------------------------------- config
+    def get_config(self) -> dict[str, Any]:
+        """The registry name and constructor hyperparameters (JSON-able), for logging and rebuilding.
+
+        ``trainlab.optim.create(cfg.pop("name"), params, **cfg)`` builds an equal optimizer.
+        """
+        accepted = inspect.signature(type(self).__init__).parameters
+        config: dict[str, Any] = {"name": self.name}
+        config.update({k: _plain(v) for k, v in self.defaults.items() if k in accepted})
+        return config
+
+    # ----------------------------------------------------------------- state dict
+    def state_dict(self) -> dict[str, Any]:
+        """A copy of the hyperparameters and state: NumPy arrays and JSON-able values only."""
+        index: dict[int, int] = {}
+        groups = []
+        for group in self.param_groups:
+            packed = {k: _plain(v) for k, v in group.items() if k != "params"}
+            ids = []
+            for p in group["params"]:
+                index[id(p)] = len(index)
+                ids.append(index[id(p)])
+            packed["params"] = ids
+            groups.append(packed)
+        state: dict[int, dict[str, Any]] = {}
+        for p, entries in self.state.items():
+            if id(p) not in index or not entries:
+                continue
+            state[index[id(p)]] = {k: (v.copy() if isinstance(v, np.ndarray) else _plain(v))
+                                   for k, v in entries.items()}
+        return {"state": dict(sorted(state.items())), "param_groups": groups}
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """Load hyperparameters and state saved by :meth:`state_dict`.
+
+        The saved groups must have as many parameters as this optimizer's, in
+        the same order; arrays are copied and cast to each parameter's dtype.
+        Keys of ``"state"`` may be ints or their strings (as JSON writes them).
+        Nothing changes unless every check passes.
+
+        Raises:
+            ValueError: a structure, group-size, shape or hyperparameter mismatch.
+        """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, dict) or "state" not in state_dict \
+                or "param_groups" not in state_dict:
+            raise ValueError(f"{where}: expected a dict with 'state' and 'param_groups'")
+        saved_groups = state_dict["param_groups"]
+        if len(saved_groups) != len(self.param_groups):
+            raise ValueError(f"{where}: the state dict has {len(saved_groups)} param groups, "
+                             f"this optimizer has {len(self.param_groups)}")
+        by_index: dict[int, Parameter] = {}
+        new_groups = []
+        for gi, (saved, group) in enumerate(zip(saved_groups, self.param_groups, strict=True)):
+            ids = list(saved["params"])
+            if len(ids) != len(group["params"]):
+                raise ValueError(f"{where}: param group {gi} has {len(ids)} parameters in the state "
+                                 f"dict and {len(group['params'])} here")
+            for i, p in zip(ids, group["params"], strict=True):
+                by_index[int(i)] = p
+            completed = self._complete_group({k: v for k, v in saved.items() if k != "params"})
+            completed["params"] = group["params"]
+            new_groups.append(completed)
+        new_state: dict[Parameter, dict[str, Any]] = {}
+        for key, entries in state_dict["state"].items():
+            idx = int(key)
+            if idx not in by_index:
+                raise ValueError(f"{where}: state for parameter {idx}, which no group lists")
+            p = by_index[idx]
+            loaded: dict[str, Any] = {}
+            for name, value in entries.items():
+                if name in self.int_state:
+                    loaded[name] = int(np.asarray(value).item())
+                elif isinstance(value, (bool, str)) or value is None:
+                    loaded[name] = value
+                else:
+                    arr = np.array(value, dtype=p.data.dtype, copy=True)
+                    if arr.shape != p.data.shape:
+                        raise ValueError(f"{where}: state[{idx}][{name!r}] has shape {arr.shape}, "
+                                         f"the parameter has {p.data.shape}")
+                    loaded[name] = np.ascontiguousarray(arr)
+            new_state[p] = loaded
+        self.param_groups = new_groups
+        self.state = new_state
+
+    # ----------------------------------------------------------------- description
+    def __repr__(self) -> str:
+        lines = [f"{type(self).__name__} ("]
+        for i, group in enumerate(self.param_groups):
+            lines.append(f"Parameter Group {i}")
+            for key in sorted(k for k in group if k != "params"):
+                lines.append(f"    {key}: {group[key]}")
+        lines.append(")")
+        return "\n".join(lines)
