@@ -1,7 +1,8 @@
 """trainlab: initialization, batch normalization and update rules, exact and visible."""
 
-from trainlab import init, nn, optim
+from trainlab import data, init, nn, optim
+from trainlab.train import History, Trainer
 
 __version__ = "0.1.0"
 
-__all__ = ["init", "nn", "optim", "__version__"]
+__all__ = ["data", "init", "nn", "optim", "Trainer", "History", "__version__"]

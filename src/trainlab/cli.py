@@ -1,35 +1,146 @@
-"""The ``trainlab`` command line."""
+"""The ``trainlab`` command line: demo, train, evaluate, depth (and the lab's commands)."""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main"]
+__all__ = ["main", "build_parser", "DEMO_CONFIG"]
+
+#: the demo: a BatchNorm MLP trained with Adam on scikit-learn's 8x8 digits
+DEMO_CONFIG = {
+    "run": {"name": "demo", "seed": 0},
+    "data": {"name": "digits"},
+    "model": {"kind": "mlp", "hidden": [256, 256], "activation": "relu", "batchnorm": True,
+              "dropout": 0.2, "init": "auto"},
+    "optimizer": {"name": "adam", "lr": 3e-3},
+    "schedule": {"name": "cosine", "T_max": 40},
+    "train": {"epochs": 40, "batch_size": 64},
+}
+
+RAW = argparse.RawDescriptionHelpFormatter
+
+
+def _fail(message: str) -> int:
+    print(f"trainlab: error: {message}", file=sys.stderr)
+    return 2
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
+    from trainlab.config import validate
+    from trainlab.run import run
+
+    config = validate({**DEMO_CONFIG, "run": {**DEMO_CONFIG["run"], "seed": args.seed, "out": args.out}})
+    print("trainlab demo: a 64-256-256-10 MLP with BatchNorm + ReLU (he init), Adam, on the 8x8 digits")
+    folder, result = run(config, quiet=args.quiet)
+    print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f}, "
+          f"{result['epochs_run']} epochs in {result['train_seconds']:.1f}s)")
+    print(f"run folder: {folder}  (config.toml, metrics.jsonl, curves.png, checkpoints)")
+    print("next: trainlab depth  |  trainlab train --config examples/mlp.toml")
+    return 0
+
+
+def _cmd_depth(args: argparse.Namespace) -> int:
     from trainlab.experiments.depth_stats import depth_table
 
-    print(depth_table(rng=np.random.default_rng(args.seed)))
+    print(depth_table(rng=np.random.default_rng(args.seed), depth=args.layers, width=args.width))
     print("\nSmall random weights vanish with depth; xavier holds tanh; he holds ReLU.")
+    return 0
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from trainlab.config import ConfigError, load_config
+    from trainlab.run import RunError, resume, run
+
+    try:
+        if args.resume:
+            if args.config or args.set:
+                return _fail("--resume continues a run with its own config.toml; "
+                             "use --epochs to extend it, not --config/--set")
+            folder, result = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
+        else:
+            overrides = list(args.set or [])
+            if args.epochs is not None:
+                overrides.append(f"train.epochs={args.epochs}")
+            if args.name:
+                overrides.append(f'run.name="{args.name}"')
+            config = load_config(args.config, overrides)
+            folder, result = run(config, quiet=args.quiet)
+    except (ConfigError, RunError) as exc:
+        return _fail(str(exc))
+    print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f})")
+    print(f"run folder: {folder}")
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from trainlab.checkpoint import CheckpointError
+    from trainlab.config import ConfigError
+    from trainlab.run import RunError, evaluate_run
+
+    try:
+        result = evaluate_run(args.run, which=args.weights)
+    except (ConfigError, RunError, CheckpointError) as exc:
+        return _fail(str(exc))
+    print(json.dumps(result, indent=2))
     return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="trainlab",
-        description="Initialization, batch normalization and update rules, exact and visible.",
-        formatter_class=argparse.RawDescriptionHelpFormatter)
+        prog="trainlab", formatter_class=RAW,
+        description="Initialization, batch normalization and update rules: exact, fast and visible.",
+        epilog="examples:\n  trainlab demo\n  trainlab train --config examples/mlp.toml --set optimizer.lr=0.01\n"
+               "  trainlab evaluate runs/demo\n  trainlab depth\n\n"
+               "run 'trainlab COMMAND --help' for each command's options")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    demo = sub.add_parser("demo", help="show the seed's depth table",
-                          description="Print per-layer activation std through a 10-layer net.",
-                          epilog="example:\n  trainlab demo --seed 1",
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
-    demo.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    demo.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("demo", help="train a BatchNorm MLP on the embedded digits (< 1 minute)",
+                       formatter_class=RAW,
+                       description="Train a 64-256-256-10 MLP (BatchNorm, ReLU, Adam) on scikit-learn's 8x8 "
+                                   "digits and write a run folder.",
+                       epilog="examples:\n  trainlab demo\n  trainlab demo --seed 1 --out /tmp/runs --quiet")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--out", default="runs", help="parent folder of the run folder (default runs)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=_cmd_demo)
+
+    p = sub.add_parser("train", help="train from a TOML config, or resume a run", formatter_class=RAW,
+                       description="Train from a TOML config (every key has a default) into runs/<name>/.",
+                       epilog="examples:\n  trainlab train --config examples/mlp.toml\n"
+                              "  trainlab train --config examples/cnn.toml --set optimizer.name=\"sgd\" "
+                              "--set optimizer.lr=0.05 --set optimizer.momentum=0.9\n"
+                              "  trainlab train --resume runs/digits-mlp --epochs 40")
+    p.add_argument("--config", type=Path, help="TOML file (see examples/)")
+    p.add_argument("--set", action="append", metavar="TABLE.KEY=VALUE",
+                   help="override one config value (repeatable), e.g. optimizer.lr=0.01")
+    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N (with --resume: new total)")
+    p.add_argument("--name", help="shortcut for --set run.name=NAME")
+    p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN")
+    p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser("evaluate", help="evaluate a run's weights on its val and test splits",
+                       formatter_class=RAW, description="Load a run's weights and report loss and accuracy.",
+                       epilog="examples:\n  trainlab evaluate runs/demo\n  trainlab evaluate runs/demo --weights best")
+    p.add_argument("run", type=Path, help="run folder")
+    p.add_argument("--weights", choices=("model", "best", "last"), default="model",
+                   help="which saved weights (default: the final model)")
+    p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("depth", help="per-layer activation std through a 10-layer net (the seed's claim)",
+                       formatter_class=RAW,
+                       description="Print the activation std of each layer of a freshly initialized deep MLP "
+                                   "for small_random, xavier and he with tanh and ReLU.",
+                       epilog="examples:\n  trainlab depth\n  trainlab depth --layers 20 --width 256")
+    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    p.add_argument("--layers", type=int, default=10, help="depth (default 10)")
+    p.add_argument("--width", type=int, default=500, help="units per layer (default 500)")
+    p.set_defaults(func=_cmd_depth)
     return parser
 
 

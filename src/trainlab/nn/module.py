@@ -57,7 +57,7 @@ class Parameter:
         data = np.asarray(data)
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"Parameter: data must be a floating-point array, got {data.dtype}")
-        self.data = np.ascontiguousarray(data)
+        self.data = np.asarray(data, order="C")
         self.grad = np.zeros_like(self.data)
         self.init = init
         self._grad_is_zero = True

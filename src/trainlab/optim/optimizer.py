@@ -321,7 +321,7 @@ class Optimizer:
                     if arr.shape != p.data.shape:
                         raise ValueError(f"{where}: state[{idx}][{name!r}] has shape {arr.shape}, "
                                          f"the parameter has {p.data.shape}")
-                    loaded[name] = np.ascontiguousarray(arr)
+                    loaded[name] = np.asarray(arr, order="C")
             new_state[p] = loaded
         self.param_groups = new_groups
         self.state = new_state

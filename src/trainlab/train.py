@@ -1,0 +1,418 @@
+"""The training loop: :class:`Trainer`, :class:`History` and callbacks.
+
+One step is::
+
+    logits = model(xb)                     # forward, caches for backward
+    loss = loss_fn(logits, yb)
+    model.backward(loss_fn.backward())     # accumulates into Parameter.grad
+    optimizer.step(); optimizer.zero_grad()
+
+Callbacks see the trainer at fixed points (``on_train_begin``, ``on_epoch_begin``,
+``on_step_end``, ``on_epoch_end``, ``on_train_end``) and may set
+``trainer.stop_training = True``. Shipped callbacks: :class:`EarlyStopping`,
+:class:`Checkpoint` (every N epochs and at the best validation value),
+:class:`LRSchedule` and :class:`NaNGuard`.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+import numpy as np
+
+from trainlab import checkpoint
+from trainlab.data import Batches
+
+__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule", "NaNGuard",
+           "TrainingDiverged"]
+
+
+class TrainingDiverged(RuntimeError):
+    """Raised by :class:`NaNGuard` when the loss or a gradient stops being finite."""
+
+
+@dataclass
+class History:
+    """Per-epoch metrics of a :meth:`Trainer.fit` run (lists, one entry per epoch)."""
+
+    epoch: list[int] = field(default_factory=list)
+    train_loss: list[float] = field(default_factory=list)
+    train_accuracy: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    stopped_early: bool = False
+    stop_reason: str = ""
+
+    def append(self, row: dict[str, Any]) -> None:
+        for key, value in row.items():
+            getattr(self, key).append(value)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per epoch (the lines of ``metrics.jsonl``)."""
+        keys = ["epoch", "train_loss", "train_accuracy", "val_loss", "val_accuracy", "lr", "seconds"]
+        return [{k: getattr(self, k)[i] for k in keys if len(getattr(self, k)) > i}
+                for i in range(len(self.epoch))]
+
+
+def _xy(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
+    if hasattr(data, "x") and hasattr(data, "y"):
+        return np.asarray(data.x), np.asarray(data.y)
+    try:
+        x, y = data
+    except (TypeError, ValueError):
+        raise TypeError(f"{where}: expected an (x, y) pair or a dataset with .x and .y, "
+                        f"got {type(data).__name__}") from None
+    x, y = np.asarray(x), np.asarray(y)
+    if len(x) != len(y):
+        raise ValueError(f"{where}: x has {len(x)} samples but y has {len(y)}")
+    return x, y
+
+
+class Callback:
+    """Base class: override any of the hooks; each receives the :class:`Trainer`."""
+
+    def on_train_begin(self, trainer: Trainer) -> None: ...
+    def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None: ...
+    def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None: ...
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None: ...
+    def on_train_end(self, trainer: Trainer) -> None: ...
+
+
+def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
+    return value < best - min_delta if mode == "min" else value > best + min_delta
+
+
+def _mode_for(monitor: str, mode: str) -> str:
+    if mode == "auto":
+        return "max" if "accuracy" in monitor else "min"
+    if mode not in ("min", "max"):
+        raise ValueError(f"mode must be 'min', 'max' or 'auto', got {mode!r}")
+    return mode
+
+
+class EarlyStopping(Callback):
+    """Stop when ``monitor`` has not improved by ``min_delta`` for ``patience`` epochs.
+
+    Args:
+        monitor: a key of the epoch logs (``"val_loss"``, ``"val_accuracy"``, ``"train_loss"``...).
+        patience: epochs without improvement before stopping (>= 1).
+        min_delta: the smallest change that counts as an improvement.
+        mode: ``"min"``, ``"max"`` or ``"auto"`` (max for accuracies).
+    """
+
+    def __init__(self, monitor: str = "val_loss", patience: int = 5, min_delta: float = 0.0,
+                 mode: str = "auto") -> None:
+        if patience < 1:
+            raise ValueError(f"EarlyStopping: patience must be >= 1, got {patience}")
+        self.monitor, self.patience, self.min_delta = monitor, int(patience), float(min_delta)
+        self.mode = _mode_for(monitor, mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.wait = 0
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        if self.monitor not in logs:
+            raise KeyError(f"EarlyStopping: monitored value {self.monitor!r} is not logged; "
+                           f"available: {', '.join(logs)}")
+        value = logs[self.monitor]
+        if _better(self.mode, value, self.best, self.min_delta):
+            self.best, self.wait = value, 0
+            return
+        self.wait += 1
+        if self.wait >= self.patience:
+            trainer.stop(f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
+                         f"(best {self.best:.4g})")
+
+
+class Checkpoint(Callback):
+    """Save ``last.safetensors`` every ``every`` epochs and ``best.safetensors`` at the best ``monitor``.
+
+    Each file holds the model, the optimizer, the epoch, the RNG states and ``config``,
+    written atomically (see :mod:`trainlab.checkpoint`).
+    """
+
+    def __init__(self, folder: str | Path, *, every: int = 1, monitor: str | None = "val_loss",
+                 mode: str = "auto", config: dict[str, Any] | None = None) -> None:
+        if every < 1:
+            raise ValueError(f"Checkpoint: every must be >= 1, got {every}")
+        self.folder, self.every, self.monitor = Path(folder), int(every), monitor
+        self.mode = _mode_for(monitor or "loss", mode)
+        self.best = math.inf if self.mode == "min" else -math.inf
+        self.config = config or {}
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        if (epoch + 1) % self.every == 0:
+            trainer.save_checkpoint(self.folder / "last.safetensors", config=self.config)
+        if self.monitor and self.monitor in logs and _better(self.mode, logs[self.monitor], self.best, 0.0):
+            self.best = logs[self.monitor]
+            trainer.save_checkpoint(self.folder / "best.safetensors", config=self.config)
+
+
+class LRSchedule(Callback):
+    """Step a learning-rate schedule once per epoch (ReduceLROnPlateau gets ``monitor``)."""
+
+    def __init__(self, schedule: Any, monitor: str = "val_loss") -> None:
+        self.schedule, self.monitor = schedule, monitor
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        if type(self.schedule).__name__ == "ReduceLROnPlateau":
+            value = logs.get(self.monitor, logs.get("train_loss"))
+            self.schedule.step(value)
+        else:
+            self.schedule.step()
+
+
+class NaNGuard(Callback):
+    """Stop at the first step whose loss or gradient is not finite, naming the step and layer.
+
+    The message names the global step and the first layer (in forward order) whose
+    gradient holds a NaN or Inf; the parameters are left as they were before that step's
+    update (the check runs before ``optimizer.step``).
+    """
+
+    def check(self, trainer: Trainer, step: int, loss: float) -> None:
+        bad_layer = None
+        for name, p in trainer.model.named_parameters():
+            if not np.isfinite(np.add.reduce(p.grad, axis=None)):
+                if not np.all(np.isfinite(p.grad)):
+                    bad_layer = name
+                    break
+        if bad_layer is None and math.isfinite(loss):
+            return
+        where = f"gradient of {bad_layer!r}" if bad_layer else "the loss"
+        msg = (f"training diverged at step {step}: {where} is not finite (loss = {loss})"
+               + ("" if bad_layer else "; all gradients finite"))
+        if bad_layer:
+            layer = bad_layer.rsplit(".", 1)[0]
+            msg += f"; first non-finite layer: {layer}"
+        raise TrainingDiverged(msg)
+
+
+class _Progress:
+    """One bar per epoch (tqdm) showing loss and accuracy; silent when not a TTY or quiet."""
+
+    def __init__(self, enabled: bool) -> None:
+        self.enabled = enabled
+        self.bar = None
+        self.postfix: dict[str, str] = {}
+
+    def start(self, epoch: int, epochs: int, total: int) -> None:
+        if self.enabled:
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(total=total, desc=f"epoch {epoch + 1}/{epochs}", leave=True, unit="batch",
+                            dynamic_ncols=True)
+
+    def update(self, loss: float, accuracy: float) -> None:
+        if self.bar is not None:
+            self.postfix = {"loss": f"{loss:.4f}", "acc": f"{accuracy:.3f}"}
+            self.bar.set_postfix(self.postfix, refresh=False)
+            self.bar.update(1)
+
+    def close(self, logs: dict[str, Any]) -> None:
+        if self.bar is not None:
+            self.postfix.update({k: f"{v:.4f}" for k, v in logs.items() if k.startswith("val_")})
+            self.bar.set_postfix(self.postfix)
+            self.bar.close()
+            self.bar = None
+
+
+class Trainer:
+    """Drives ``model`` with ``optimizer`` on ``loss``, epoch by epoch.
+
+    Args:
+        model: a :class:`trainlab.nn.Module` producing logits ``(N, classes)``.
+        optimizer: a :class:`trainlab.optim.Optimizer` over ``model.parameters()``.
+        loss: a loss module (e.g. :class:`trainlab.nn.CrossEntropyLoss`).
+        schedule: a learning-rate schedule stepped once per epoch (optional).
+        callbacks: extra :class:`Callback` objects.
+        nan_guard: check every step that the loss and gradients are finite (default True).
+        monitor: a :class:`trainlab.Monitor` to drive (optional).
+        progress: ``None`` (a bar when stderr is a TTY), True or False.
+        log: where one summary line per epoch is printed (``None`` for nothing).
+    """
+
+    def __init__(self, model: Any, optimizer: Any, loss: Any, *, schedule: Any = None,
+                 callbacks: Iterable[Callback] = (), nan_guard: bool = True, monitor: Any = None,
+                 progress: bool | None = None, log: Callable[[str], None] | None = print) -> None:
+        self.model, self.optimizer, self.loss_fn = model, optimizer, loss
+        # the schedule steps first, so checkpoints written at the end of an epoch hold the new lr
+        self.callbacks: list[Callback] = ([LRSchedule(schedule)] if schedule is not None else []) + list(callbacks)
+        self.nan_guard = NaNGuard() if nan_guard else None
+        self.monitor = monitor
+        self.progress = sys.stderr.isatty() if progress is None else bool(progress)
+        self.log = log
+        self.history = History()
+        self.epoch = 0
+        self.global_step = 0
+        self.stop_training = False
+        self.rng: np.random.Generator | None = None
+
+    # ------------------------------------------------------------------ control
+    def stop(self, reason: str) -> None:
+        """Ask the loop to stop after the current epoch."""
+        self.stop_training = True
+        self.history.stopped_early = True
+        self.history.stop_reason = reason
+
+    def _call(self, hook: str, *args: Any) -> None:
+        for cb in self.callbacks:
+            getattr(cb, hook)(self, *args)
+
+    # ------------------------------------------------------------------ one step
+    def train_step(self, xb: np.ndarray, yb: np.ndarray) -> tuple[float, int]:
+        """One forward/backward/update; returns (loss, number of correct predictions)."""
+        logits = self.model(xb)
+        loss = self.loss_fn(logits, yb)
+        self.model.backward(self.loss_fn.backward())
+        if self.nan_guard is not None:
+            try:
+                self.nan_guard.check(self, self.global_step, loss)
+            except TrainingDiverged as exc:
+                if self.monitor is not None:
+                    findings = self.monitor.diagnose()
+                    if findings:
+                        exc.args = (exc.args[0] + "\n" + "\n".join(f"  - {f}" for f in findings),)
+                raise
+        self.optimizer.step()
+        self.optimizer.zero_grad()
+        correct = int(np.count_nonzero(logits.argmax(axis=1) == yb)) if logits.ndim == 2 else 0
+        return loss, correct
+
+    # ------------------------------------------------------------------ loops
+    def fit(self, train: Any, val: Any = None, *, epochs: int, batch_size: int,
+            rng: np.random.Generator, start_epoch: int = 0) -> History:
+        """Train for epochs ``start_epoch .. epochs-1``; returns the :class:`History`.
+
+        Args:
+            train: ``(x, y)`` or a dataset with ``.x``/``.y``.
+            val: the same for validation, or None.
+            epochs: the epoch to stop at (total, counting ``start_epoch`` epochs already done).
+            batch_size: mini-batch size.
+            rng: the generator that shuffles the batches (its state is checkpointed).
+            start_epoch: the first epoch to run (after :meth:`resume`).
+        """
+        x, y = _xy(train, "Trainer.fit train")
+        val_xy = None if val is None else _xy(val, "Trainer.fit val")
+        if epochs < 0 or start_epoch < 0:
+            raise ValueError(f"Trainer.fit: epochs and start_epoch must be >= 0, got {epochs}, {start_epoch}")
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError("Trainer.fit: rng must be a numpy.random.Generator")
+        self.rng = rng
+        batches = Batches(x, y, batch_size, shuffle=True, rng=rng)
+        self.stop_training = False
+        self._call("on_train_begin")
+        bar = _Progress(self.progress)
+        for epoch in range(start_epoch, epochs):
+            self.epoch = epoch
+            self._call("on_epoch_begin", epoch)
+            self.model.train()
+            start = time.perf_counter()
+            total_loss, total_correct, seen = 0.0, 0, 0
+            lr = float(self.optimizer.param_groups[0]["lr"])
+            bar.start(epoch, epochs, len(batches))
+            for xb, yb in batches:
+                if self.monitor is not None:
+                    self.monitor.begin_step(self.global_step)
+                loss, correct = self.train_step(xb, yb)
+                if self.monitor is not None:
+                    self.monitor.end_step(self.global_step)
+                n = len(yb)
+                total_loss += loss * n
+                total_correct += correct
+                seen += n
+                bar.update(total_loss / seen, total_correct / seen)
+                self._call("on_step_end", self.global_step, loss)
+                self.global_step += 1
+            logs: dict[str, Any] = {"epoch": epoch + 1, "train_loss": total_loss / max(seen, 1),
+                                    "train_accuracy": total_correct / max(seen, 1)}
+            if val_xy is not None:
+                result = self.evaluate(val_xy)
+                logs["val_loss"], logs["val_accuracy"] = result["loss"], result["accuracy"]
+            logs["lr"] = lr
+            logs["seconds"] = time.perf_counter() - start
+            bar.close(logs)
+            self.history.append(logs)
+            if self.monitor is not None:
+                self.monitor.end_epoch(epoch)
+            self.epoch = epoch + 1
+            self._call("on_epoch_end", epoch, logs)
+            if self.log is not None:
+                self.log(self.format_logs(logs, epochs))
+            if self.stop_training:
+                if self.log is not None and self.history.stop_reason:
+                    self.log(self.history.stop_reason)
+                break
+        self._call("on_train_end")
+        if self.monitor is not None and self.log is not None:
+            findings = self.monitor.diagnose()
+            if findings:
+                self.log("diagnosis:\n" + "\n".join(f"  - {f}" for f in findings))
+        return self.history
+
+    @staticmethod
+    def format_logs(logs: dict[str, Any], epochs: int) -> str:
+        parts = [f"epoch {logs['epoch']}/{epochs}", f"loss {logs['train_loss']:.4f}",
+                 f"acc {logs['train_accuracy']:.4f}"]
+        if "val_loss" in logs:
+            parts += [f"val_loss {logs['val_loss']:.4f}", f"val_acc {logs['val_accuracy']:.4f}"]
+        parts += [f"lr {logs['lr']:.3g}", f"{logs['seconds']:.2f}s"]
+        return "  ".join(parts)
+
+    def predict(self, x: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+        """Logits for ``x`` in eval mode (the model's mode is restored afterwards)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            outs = [self.model(x[i:i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.model.train(was_training)
+        return np.concatenate(outs) if outs else np.zeros((0,))
+
+    def evaluate(self, data: Any, batch_size: int = 1024) -> dict[str, float]:
+        """Loss and accuracy on ``data`` in eval mode: ``{"loss": ..., "accuracy": ...}``."""
+        x, y = _xy(data, "Trainer.evaluate")
+        logits = self.predict(x, batch_size)
+        loss = float(self.loss_fn(logits, y))
+        accuracy = float(np.mean(logits.argmax(axis=1) == y)) if len(y) else float("nan")
+        return {"loss": loss, "accuracy": accuracy}
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, path: str | Path, *, config: dict[str, Any] | None = None) -> Path:
+        """Save model, optimizer, epoch, step, RNG states and history (atomic)."""
+        meta: dict[str, Any] = {
+            "epoch": self.epoch, "global_step": self.global_step,
+            "rng": None if self.rng is None else checkpoint.rng_state(self.rng),
+            "history": self.history.rows(),
+            "config": config or {},
+        }
+        for cb in self.callbacks:
+            if isinstance(cb, LRSchedule) and hasattr(cb.schedule, "state_dict"):
+                meta["schedule"] = cb.schedule.state_dict()
+        return checkpoint.save(path, self.model, self.optimizer, **meta)
+
+    def resume(self, path: str | Path, rng: np.random.Generator) -> int:
+        """Restore everything :meth:`save_checkpoint` wrote; returns the epoch to continue from."""
+        meta = checkpoint.load(path, self.model, self.optimizer)
+        if meta.get("rng") is not None:
+            checkpoint.set_rng_state(rng, meta["rng"])
+        for cb in self.callbacks:
+            if isinstance(cb, LRSchedule) and "schedule" in meta and hasattr(cb.schedule, "load_state_dict"):
+                cb.schedule.load_state_dict(meta["schedule"])
+        self.epoch = int(meta["epoch"])
+        self.global_step = int(meta["global_step"])
+        self.history = History()
+        for row in meta.get("history", []):
+            self.history.append(row)
+        return self.epoch
+
+
+def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:
+    """Fraction of rows whose argmax equals the label."""
+    return float(np.mean(np.asarray(logits).argmax(axis=1) == np.asarray(labels)))
