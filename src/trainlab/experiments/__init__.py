@@ -1,1 +1,76 @@
-"""Studies of the seed's claims; each returns numbers, figures and verdicts."""
+"""Studies of the seed's claims; each returns numbers, figures and numeric verdicts.
+
+========== ===================================================================
+name       what it shows
+========== ===================================================================
+init-depth forward/backward statistics through a 10-layer, 500-unit net
+init-train deep MLPs trained on the digits for each init x activation
+depth-30   a 30-layer ReLU net: xavier stalls at chance, he trains
+batchnorm  gradient flow, lr range, init sensitivity, regularization, drift
+optimizers the six update rules on 2-D surfaces and on the digits MLP
+========== ===================================================================
+
+From Python::
+
+    from trainlab import experiments
+    result = experiments.run("init-depth", quick=True, out="lab")
+    for v in result.verdicts:
+        print(v)
+
+From the shell: ``trainlab experiment init-depth --quick --out lab``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from pathlib import Path
+from typing import Callable
+
+from trainlab.experiments.common import StudyResult, Table, Verdict
+
+__all__ = ["STUDIES", "names", "get", "run", "StudyResult", "Verdict", "Table"]
+
+#: study name -> module in this package defining ``run(*, quick, out, seeds) -> StudyResult``
+STUDIES = {
+    "init-depth": "init_depth",
+    "init-train": "init_train",
+    "depth-30": "depth30",
+    "batchnorm": "batchnorm_study",
+    "optimizers": "optimizers_study",
+}
+
+
+def names() -> list[str]:
+    return list(STUDIES)
+
+
+def get(name: str) -> Callable[..., StudyResult]:
+    """The ``run`` function of study ``name``; an unknown name raises ``ValueError``."""
+    if name not in STUDIES:
+        import difflib
+
+        near = difflib.get_close_matches(str(name), list(STUDIES), n=1)
+        hint = f" (did you mean {near[0]!r}?)" if near else ""
+        raise ValueError(f"unknown experiment {name!r}{hint}; valid: {', '.join(STUDIES)}")
+    return importlib.import_module(f"trainlab.experiments.{STUDIES[name]}").run
+
+
+def run(name: str, *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        report: bool = True) -> StudyResult:
+    """Run study ``name``, write ``<out>/<name>.json`` (and ``<out>/report.html``), return its result."""
+    study = get(name)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    kwargs = {"quick": quick, "out": out}
+    if seeds is not None:
+        kwargs["seeds"] = tuple(seeds)
+    result = study(**kwargs)
+    result.seconds = time.perf_counter() - start
+    result.save(out)
+    if report:
+        from trainlab.report import write_report
+
+        write_report([StudyResult.load(p) for p in sorted(out.glob("*.json")) if p.stem in STUDIES], out)
+    return result
