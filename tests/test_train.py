@@ -107,7 +107,8 @@ def test_config_round_trip_and_defaults(tmp_path):
 
 
 def test_help_on_every_command(capsys):
-    for cmd in (["--help"], ["demo", "--help"], ["train", "--help"], ["evaluate", "--help"], ["depth", "--help"]):
+    for cmd in (["--help"], ["demo", "--help"], ["train", "--help"], ["evaluate", "--help"], ["depth", "--help"],
+                ["experiment", "--help"], ["report", "--help"], ["bench", "--help"]):
         with pytest.raises(SystemExit) as info:
             main(cmd)
         assert info.value.code == 0

@@ -90,12 +90,43 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_experiment(args: argparse.Namespace) -> int:
+    from trainlab import experiments
+
+    try:
+        study = experiments.get(args.name)
+    except ValueError as exc:
+        return _fail(str(exc))
+    del study
+    result = experiments.run(args.name, quick=args.quick, out=args.out,
+                             seeds=tuple(args.seeds) if args.seeds else None)
+    print(f"{result.title} ({result.seconds:.1f}s)")
+    for v in result.verdicts:
+        print(f"  {v}")
+    print(f"report: {Path(args.out) / 'report.html'}")
+    return 0 if result.passed else 1
+
+
+def _cmd_report(args: argparse.Namespace) -> int:
+    from trainlab.report import main as report_main
+
+    return report_main([*map(str, args.dirs), *(["--out", str(args.out)] if args.out else [])])
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    from trainlab.bench import main as bench_main
+
+    rest = list(args.bench_args)
+    return bench_main(rest[1:] if rest[:1] == ["--"] else rest)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trainlab", formatter_class=RAW,
         description="Initialization, batch normalization and update rules: exact, fast and visible.",
         epilog="examples:\n  trainlab demo\n  trainlab train --config examples/mlp.toml --set optimizer.lr=0.01\n"
-               "  trainlab evaluate runs/demo\n  trainlab depth\n\n"
+               "  trainlab evaluate runs/demo\n  trainlab depth\n  trainlab experiment init-depth --quick\n"
+               "  trainlab report lab\n  trainlab bench\n\n"
                "run 'trainlab COMMAND --help' for each command's options")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
@@ -141,6 +172,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--layers", type=int, default=10, help="depth (default 10)")
     p.add_argument("--width", type=int, default=500, help="units per layer (default 500)")
     p.set_defaults(func=_cmd_depth)
+
+    p = sub.add_parser("experiment", help="run a study of the seed's claims (figures + verdicts + report)",
+                       formatter_class=RAW,
+                       description="Run one study; writes figures, <name>.json and report.html into --out.\n"
+                                   "studies: init-depth, init-train, depth-30, batchnorm, optimizers",
+                       epilog="examples:\n  trainlab experiment init-depth\n"
+                              "  trainlab experiment batchnorm --quick --out /tmp/lab\n"
+                              "  trainlab experiment optimizers --seeds 0 1 2")
+    p.add_argument("name", help="init-depth | init-train | depth-30 | batchnorm | optimizers")
+    p.add_argument("--quick", action="store_true", help="the small size used in CI")
+    p.add_argument("--out", type=Path, default=Path("lab"), help="output folder (default lab)")
+    p.add_argument("--seeds", type=int, nargs="+", help="override the study's fixed seeds")
+    p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("report", help="build report.html from study results", formatter_class=RAW,
+                       description="Collect the <study>.json results of one or more folders into a "
+                                   "self-contained report.html.",
+                       epilog="examples:\n  trainlab report lab\n  trainlab report lab other --out combined")
+    p.add_argument("dirs", type=Path, nargs="+", help="folders holding study results")
+    p.add_argument("--out", type=Path, help="where report.html goes (default: the first folder)")
+    p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("bench", help="time trainlab against PyTorch, side by side", formatter_class=RAW,
+                       description="Run benchmarks/compare_torch.py's workloads (needs torch installed).",
+                       epilog="examples:\n  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE trainlab bench\n"
+                              "  trainlab bench --quick\n  trainlab bench -- --help    (the benchmark's own options)")
+    p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options passed to the benchmark")
+    p.set_defaults(func=_cmd_bench)
     return parser
 
 
