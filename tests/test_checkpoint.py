@@ -194,3 +194,14 @@ def test_weights_load_into_torch_through_safetensors(tmp_path):
     # and the checkpoint's model part is the same dict
     full = checkpoint.save(tmp_path / "full.safetensors", model, opt, epoch=2)
     assert set(checkpoint.torch_state_dict(full)) == set(model.state_dict())
+
+
+def test_atomic_write_gives_usual_permissions(tmp_path):
+    import os
+    import stat
+
+    path = tmp_path / "f.bin"
+    checkpoint.atomic_write_bytes(path, b"abc")
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask and path.read_bytes() == b"abc"
