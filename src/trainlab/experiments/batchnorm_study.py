@@ -1,0 +1,572 @@
+"""Study ``batchnorm``: BatchNorm before the activation versus no BatchNorm, on the digits.
+
+The seed lists four benefits of batch normalization; each part measures one, with the
+threshold fixed in this module before any run:
+
+(a) **gradient flow** — 10 hidden layers of 100 units (sigmoid, tanh and ReLU, each with
+    the seed's recommended init), at initialization, on the first 256 training examples:
+    the RMS of each hidden layer's weight gradient. *Attenuation* is
+    ``|log10(g_first / g_last)|`` in decades. Claim (sigmoid, the vanishing case): BN
+    removes at least one decade (a factor 10) of attenuation.
+(b) **higher learning rates** — the same depth, ReLU/he, plain SGD (no momentum),
+    batch 64, 5 epochs, lr on a quarter-decade grid 0.01 … 10. A learning rate *trains*
+    when every seed ends with a finite loss and validation accuracy ≥ 0.8. Claim: the
+    largest lr that trains with BN is ≥ 10× the largest without.
+(c) **less dependence on initialization** — the same ReLU net with every weight drawn
+    from N(0, std²), std in logspace(−4, 0), trained with Adam (lr 1e-3, PyTorch's
+    defaults) for 10 epochs. Spread = max − min over the scales of the validation
+    accuracy (mean over seeds). Claim: the spread with BN is at most half the spread
+    without.
+(d) **regularization** — 64-256-256-10 ReLU on a 300-example subset of the training
+    split (overfitting-prone), SGD lr 0.1, batch 32, 60 epochs; gap = train accuracy −
+    accuracy on every digit not trained on (1,497: the rest of the training split, the
+    validation and the test split, so that one example moves the gap by < 0.1%), for
+    BN, for dropout 0.5 and for neither. Claim: the gap with BN is smaller than with
+    neither.
+(e) **Ioffe & Szegedy's experiment** (Fig. 1) on the digits: 3 hidden layers of 100
+    sigmoids (xavier), SGD lr 0.5, batch 60. Every 20 steps the 15/50/85th percentiles of
+    each last-layer sigmoid's input over the validation split (a fixed probe batch; with
+    BN, the batch statistics of that probe, leaving the running statistics untouched).
+    Drift of a unit = the range over time of each percentile after the first 10% of the
+    steps, averaged over the three; the drift of the net is the median over its 100
+    units. Claims: drift without BN ≥ 2× drift with BN; BN reaches 90% validation
+    accuracy in fewer steps.
+
+References:
+    Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by Reducing
+    Internal Covariate Shift", ICML 2015. https://arxiv.org/abs/1502.03167
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from trainlab import data, init, models, nn, optim
+from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, verdict
+
+__all__ = ["run", "DEFAULT_SEEDS", "QUICK_SEEDS"]
+
+DEFAULT_SEEDS = (0, 1, 2)
+QUICK_SEEDS = (0,)
+
+DEEP = (100,) * 10            #: the deep MLP of parts (a)-(c)
+BATCH = 64
+
+# ---- thresholds, fixed before any run ---------------------------------------------------
+GRAD_DECADES_REMOVED = 1.0    #: (a) BN removes at least this many decades of attenuation
+TRAINS_ACCURACY = 0.8         #: (b) a run "trains" at this validation accuracy
+LR_RATIO_MIN = 10.0           #: (b) largest lr with BN / without >= this
+SPREAD_RATIO_MAX = 0.5        #: (c) accuracy spread with BN <= this x spread without
+DRIFT_RATIO_MIN = 2.0         #: (e) drift without BN >= this x drift with BN
+TARGET_ACCURACY = 0.9         #: (e) BN reaches this validation accuracy in fewer steps
+
+BN_COLOR, PLAIN_COLOR = "#d62728", "#1f77b4"
+
+#: what each part returns: its verdicts, a table, {caption: figure file name}, raw numbers
+PartResult = tuple[list[Verdict], Table, dict[str, str], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class Config:
+    lrs: tuple[float, ...]
+    lr_epochs: int
+    scales: tuple[float, ...]
+    scale_epochs: int
+    reg_samples: int
+    reg_epochs: int
+    ioffe_steps: int
+    ioffe_every: int
+
+
+FULL = Config(lrs=tuple(np.logspace(-2, 1, 13)), lr_epochs=5, scales=tuple(np.logspace(-4, 0, 9)),
+              scale_epochs=10, reg_samples=300, reg_epochs=60, ioffe_steps=2000, ioffe_every=20)
+QUICK = Config(lrs=tuple(np.logspace(-2, 1, 7)), lr_epochs=5, scales=tuple(np.logspace(-4, 0, 5)),
+               scale_epochs=6, reg_samples=300, reg_epochs=40, ioffe_steps=1000, ioffe_every=20)
+
+
+@contextmanager
+def _blas_single_thread() -> Iterator[None]:
+    """Run BLAS single-threaded: these matrices are tiny and threads only contend."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        ctx: Any = nullcontext()
+    else:
+        ctx = threadpool_limits(limits=1, user_api="blas")
+    with ctx:
+        yield
+
+
+def _figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def _color(bn: bool) -> str:
+    return BN_COLOR if bn else PLAIN_COLOR
+
+
+def _rms(a: np.ndarray) -> float:
+    return float(np.sqrt(np.mean(np.square(a, dtype=np.float64))))
+
+
+def _label(bn: bool) -> str:
+    return "BatchNorm" if bn else "no BatchNorm"
+
+
+def _accuracy(model: nn.Module, x: np.ndarray, y: np.ndarray) -> float:
+    """Accuracy in eval mode (the model's mode is restored)."""
+    was_training = model.training
+    model.eval()
+    try:
+        with np.errstate(all="ignore"):
+            return float(np.mean(model(x).argmax(axis=1) == y))
+    finally:
+        model.train(was_training)
+
+
+def _train(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray, *, epochs: int, batch: int,
+           rng: np.random.Generator) -> bool:
+    """Plain minibatch training; returns False (and stops) at the first non-finite loss."""
+    loss_fn = nn.CrossEntropyLoss()
+    with np.errstate(all="ignore"):
+        for _ in range(epochs):
+            for xb, yb in data.Batches(x, y, batch, rng=rng):
+                loss = loss_fn(model(xb), yb)
+                if not math.isfinite(loss):
+                    return False
+                model.backward(loss_fn.backward())
+                opt.step()
+                opt.zero_grad()
+    return True
+
+
+def _fmt(v: float) -> str:
+    return f"{v:.3g}"
+
+
+# ------------------------------------------------------------------------- (a) gradient flow
+def _gradient_flow(splits: Any, seeds: tuple[int, ...], out: Path) -> PartResult:
+    x, y = splits.train.x[:256], splits.train.y[:256]
+    loss_fn = nn.CrossEntropyLoss()
+    logs: dict[tuple[str, bool], np.ndarray] = {}
+    for activation in ("sigmoid", "tanh", "relu"):
+        for bn in (False, True):
+            per_seed = []
+            for seed in seeds:
+                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation=activation, batchnorm=bn,
+                                   rng=np.random.default_rng(seed))
+                loss_fn(model(x), y)
+                model.backward(loss_fn.backward())
+                hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]
+                per_seed.append([math.log10(_rms(m.weight.grad)) for m in hidden])
+            logs[(activation, bn)] = np.mean(per_seed, axis=0)
+
+    def attenuation(key: tuple[str, bool]) -> float:
+        g = logs[key]
+        return abs(float(g[0] - g[-1]))
+
+    plain, normed = attenuation(("sigmoid", False)), attenuation(("sigmoid", True))
+    v = verdict("BatchNorm improves gradient flow: per-layer weight gradients of a 10-layer sigmoid net no "
+                "longer vanish towards the input", plain - normed,
+                f"attenuation |log10(g_layer1 / g_layer10)| without BN − with BN ≥ {GRAD_DECADES_REMOVED:g} "
+                "decade",
+                plain - normed >= GRAD_DECADES_REMOVED,
+                f"sigmoid: {plain:.2f} decades without BN, {normed:.2f} with; tanh: "
+                f"{attenuation(('tanh', False)):.2f} / {attenuation(('tanh', True)):.2f}; relu: "
+                f"{attenuation(('relu', False)):.2f} / {attenuation(('relu', True)):.2f} (at init, seeds "
+                f"{list(seeds)})")
+    table = Table("(a) Gradient flow at init: log10 RMS of each hidden layer's weight gradient "
+                  "(10 × 100 units, seed's init, 256 examples)",
+                  ["activation", "BatchNorm"] + [f"layer {i + 1}" for i in range(len(DEEP))]
+                  + ["attenuation (decades)"],
+                  [[a, "yes" if bn else "no"] + [f"{g:.2f}" for g in logs[(a, bn)]]
+                   + [f"{attenuation((a, bn)):.2f}"]
+                   for a in ("sigmoid", "tanh", "relu") for bn in (False, True)])
+
+    fig = _figure(figsize=(11, 3.3))
+    axes = fig.subplots(1, 3, sharey=True)
+    layers = np.arange(1, len(DEEP) + 1)
+    for ax, activation in zip(axes, ("sigmoid", "tanh", "relu"), strict=True):
+        for bn in (False, True):
+            ax.plot(layers, logs[(activation, bn)], "o-", ms=3, color=_color(bn), label=_label(bn))
+        ax.set_title(activation, fontsize=10)
+        ax.set_xlabel("hidden layer")
+        ax.set_xticks(layers)
+    axes[0].set_ylabel("log10 RMS of dL/dW")
+    axes[0].legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "batchnorm_gradient_flow.png"
+    save_figure(fig, path, dpi=90)
+    numbers = {"grad_log10_rms": {f"{a}{'_bn' if bn else ''}": logs[(a, bn)] for a, bn in logs}}
+    return [v], table, {"(a) Per-layer weight-gradient size at initialization": path.name}, numbers
+
+
+# ------------------------------------------------------------------------- (b) learning rates
+def _lr_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    x, y = splits.train
+    acc: dict[bool, np.ndarray] = {}
+    for bn in (False, True):
+        rows = []
+        for lr in cfg.lrs:
+            per_seed = []
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation="relu", batchnorm=bn,
+                                   rng=rng)
+                finite = _train(model, optim.SGD(model.parameters(), lr=lr), x, y, epochs=cfg.lr_epochs,
+                                batch=BATCH, rng=rng)
+                per_seed.append(_accuracy(model, *splits.val) if finite else math.nan)
+            rows.append(per_seed)
+        acc[bn] = np.array(rows)          # (lrs, seeds), NaN = diverged
+
+    def largest(bn: bool) -> float:
+        ok = [lr for lr, a in zip(cfg.lrs, acc[bn], strict=True)
+              if np.all(np.nan_to_num(a, nan=-1.0) >= TRAINS_ACCURACY)]
+        return max(ok) if ok else 0.0
+
+    lr_plain, lr_bn = largest(False), largest(True)
+    ratio = lr_bn / lr_plain if lr_plain > 0 else (math.inf if lr_bn > 0 else math.nan)
+    v = verdict("BatchNorm allows higher learning rates: the largest lr that still trains is ≥ 10× larger",
+                ratio, f"largest lr with BN / without ≥ {LR_RATIO_MIN:g} (trains: every seed finite and val "
+                       f"accuracy ≥ {TRAINS_ACCURACY:g} after {cfg.lr_epochs} epochs of SGD)",
+                ratio >= LR_RATIO_MIN * (1 - 1e-9),   # grid points are powers of 10: no rounding misses
+                f"largest lr that trains: {_fmt(lr_bn)} with BN, {_fmt(lr_plain)} without; 10 × 100 ReLU, "
+                f"SGD without momentum, seeds {list(seeds)}")
+
+    def cell(a: np.ndarray) -> str:
+        if np.any(np.isnan(a)):
+            if np.all(np.isnan(a)):
+                return "diverged"
+            return f"{np.nanmean(a):.3f} ({int(np.isnan(a).sum())} diverged)"
+        return f"{a.mean():.3f}" + (f" (min {a.min():.3f})" if len(a) > 1 else "")
+
+    table = Table(f"(b) Learning-rate sweep: validation accuracy after {cfg.lr_epochs} epochs of SGD "
+                  f"(mean over seeds {list(seeds)})", ["lr", "no BatchNorm", "BatchNorm"],
+                  [[_fmt(lr), cell(acc[False][i]), cell(acc[True][i])] for i, lr in enumerate(cfg.lrs)])
+
+    fig = _figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
+    for bn in (False, True):
+        mean = np.array([np.mean(np.nan_to_num(a, nan=0.0)) for a in acc[bn]])
+        ax.plot(cfg.lrs, mean, "o-", ms=4, color=_color(bn), label=_label(bn))
+        largest_lr = largest(bn)
+        if largest_lr > 0:
+            ax.axvline(largest_lr, color=_color(bn), ls=":", lw=1)
+    ax.axhline(TRAINS_ACCURACY, color="grey", lw=0.8, ls="--")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate (SGD)")
+    ax.set_ylabel("validation accuracy (diverged = 0)")
+    ax.set_title("(b) 10 × 100 ReLU: learning-rate range", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "batchnorm_lr_sweep.png"
+    save_figure(fig, path, dpi=90)
+    numbers = {"lr_sweep": {"lrs": list(cfg.lrs), "val_accuracy_plain": acc[False],
+                            "val_accuracy_bn": acc[True],
+                            "largest_lr_plain": lr_plain, "largest_lr_bn": lr_bn}}
+    caption = "(b) Validation accuracy against learning rate; dotted: the largest lr that trains"
+    return [v], table, {caption: path.name}, numbers
+
+
+# ------------------------------------------------------------------------- (c) weight scale
+def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    x, y = splits.train
+    acc: dict[bool, np.ndarray] = {}
+    for bn in (False, True):
+        rows = []
+        for std in cfg.scales:
+            per_seed = []
+            for seed in seeds:
+                rng = np.random.default_rng(seed)
+                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation="relu", batchnorm=bn,
+                                   init=functools.partial(init.normal, std=float(std)), rng=rng)
+                finite = _train(model, optim.Adam(model.parameters(), lr=1e-3), x, y, epochs=cfg.scale_epochs,
+                                batch=BATCH, rng=rng)
+                per_seed.append(_accuracy(model, *splits.val) if finite else 0.0)
+            rows.append(per_seed)
+        acc[bn] = np.array(rows)          # (scales, seeds)
+    means = {bn: acc[bn].mean(axis=1) for bn in acc}
+    spread = {bn: float(means[bn].max() - means[bn].min()) for bn in means}
+    ratio = spread[True] / spread[False] if spread[False] > 0 else math.nan
+    v = verdict("BatchNorm reduces the dependence on initialization: the spread of accuracy across weight "
+                "scales is much narrower", ratio,
+                "spread (max − min of val accuracy over std ∈ logspace(−4, 0)) with BN / without ≤ "
+                f"{SPREAD_RATIO_MAX:g}",
+                ratio <= SPREAD_RATIO_MAX,
+                f"spread {spread[True]:.3f} with BN, {spread[False]:.3f} without; std of accuracy over "
+                f"scales {means[True].std():.3f} / {means[False].std():.3f}; scales reaching "
+                f"{TARGET_ACCURACY:g}: {int(np.sum(means[True] >= TARGET_ACCURACY))} of {len(cfg.scales)} "
+                f"with BN, {int(np.sum(means[False] >= TARGET_ACCURACY))} without; Adam lr 1e-3, "
+                f"{cfg.scale_epochs} epochs")
+    table = Table(f"(c) Weight-scale sweep: validation accuracy, every layer N(0, std²), Adam lr 1e-3, "
+                  f"{cfg.scale_epochs} epochs (mean over seeds {list(seeds)})",
+                  ["weight std", "no BatchNorm", "BatchNorm"],
+                  [[f"{s:.2g}", f"{means[False][i]:.3f}", f"{means[True][i]:.3f}"]
+                   for i, s in enumerate(cfg.scales)]
+                  + [["spread (max − min)", f"{spread[False]:.3f}", f"{spread[True]:.3f}"]])
+
+    fig = _figure(figsize=(5.5, 3.5))
+    ax = fig.subplots()
+    for bn in (False, True):
+        ax.plot(cfg.scales, means[bn], "o-", ms=4, color=_color(bn), label=_label(bn))
+        if len(seeds) > 1:
+            ax.fill_between(cfg.scales, acc[bn].min(axis=1), acc[bn].max(axis=1),
+                            color=_color(bn), alpha=0.15, lw=0)
+    ax.set_xscale("log")
+    ax.set_xlabel("weight init std (every layer)")
+    ax.set_ylabel("validation accuracy")
+    ax.set_ylim(0, 1.02)
+    ax.set_title("(c) 10 × 100 ReLU: sensitivity to the weight scale", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    path = out / "batchnorm_weight_scale.png"
+    save_figure(fig, path, dpi=90)
+    numbers = {"weight_scale": {"scales": list(cfg.scales), "val_accuracy_plain": acc[False],
+                                "val_accuracy_bn": acc[True], "spread_plain": spread[False],
+                                "spread_bn": spread[True]}}
+    caption = "(c) Validation accuracy against the weight-init scale (band: min-max over seeds)"
+    return [v], table, {caption: path.name}, numbers
+
+
+# ------------------------------------------------------------------------- (d) regularization
+def _regularization(splits: Any, cfg: Config, seeds: tuple[int, ...]) -> PartResult:
+    x, y = splits.train
+    settings = (("neither", False, 0.0), ("BatchNorm", True, 0.0), ("dropout 0.5", False, 0.5))
+    res: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in settings}
+    for seed in seeds:
+        order = np.random.default_rng(seed).permutation(len(y))
+        xs, ys = x[order[: cfg.reg_samples]], y[order[: cfg.reg_samples]]
+        # held out: every digit not trained on (the rest of the training split, val and test)
+        x_out = np.concatenate([x[order[cfg.reg_samples:]], splits.val.x, splits.test.x])
+        y_out = np.concatenate([y[order[cfg.reg_samples:]], splits.val.y, splits.test.y])
+        for name, bn, p in settings:
+            rng = np.random.default_rng(seed + 1)
+            model = models.mlp(x.shape[1], (256, 256), splits.num_classes, activation="relu", batchnorm=bn,
+                               dropout=p, rng=rng)
+            _train(model, optim.SGD(model.parameters(), lr=0.1), xs, ys, epochs=cfg.reg_epochs, batch=32,
+                   rng=rng)
+            res[name].append((_accuracy(model, xs, ys), _accuracy(model, x_out, y_out)))
+    held_out = len(y) - cfg.reg_samples + len(splits.val.y) + len(splits.test.y)
+    gaps = {name: np.array([tr - te for tr, te in r]) for name, r in res.items()}
+    gap = {name: float(g.mean()) for name, g in gaps.items()}
+    spread = "" if len(seeds) < 2 else "; per-seed gaps: " + "; ".join(
+        f"{name} " + ", ".join(f"{g:.3f}" for g in gaps[name]) for name in gaps)
+    v = verdict("BatchNorm acts as a regularizer: a smaller train–test accuracy gap than without BN or "
+                "dropout",
+                gap["BatchNorm"], f"gap with BN < gap with neither ({gap['neither']:.3f})",
+                gap["BatchNorm"] < gap["neither"],
+                f"gap: BN {gap['BatchNorm']:.3f}, dropout 0.5 {gap['dropout 0.5']:.3f}, neither "
+                f"{gap['neither']:.3f}; {cfg.reg_samples} training examples, {held_out} held out, "
+                f"64-256-256-10 ReLU, SGD lr 0.1, batch 32, {cfg.reg_epochs} epochs, seeds "
+                f"{list(seeds)}{spread}")
+    table = Table(f"(d) Regularization: trained on {cfg.reg_samples} examples for {cfg.reg_epochs} epochs, "
+                  f"tested on the {held_out} others (mean over seeds {list(seeds)})",
+                  ["setting", "train accuracy", "held-out accuracy", "gap"],
+                  [[name, f"{np.mean([r[0] for r in res[name]]):.3f}",
+                    f"{np.mean([r[1] for r in res[name]]):.3f}", f"{gap[name]:.3f}"]
+                   for name, _, _ in settings])
+    numbers = {"regularization": {name: {"train_accuracy": [r[0] for r in res[name]],
+                                         "held_out_accuracy": [r[1] for r in res[name]], "gap": gap[name]}
+                                  for name in res}}
+    return [v], table, {}, numbers
+
+
+# ------------------------------------------------------------------------- (e) Ioffe & Szegedy
+def _probe(model: nn.Sequential, target: nn.Module, x: np.ndarray) -> np.ndarray:
+    """The input of ``target`` on ``x`` in training mode, leaving every BN buffer unchanged."""
+    seen: dict[str, np.ndarray] = {}
+    remove = target.register_forward_hook(lambda module, inp, out: seen.__setitem__("x", np.array(inp)))
+    saved = [(m, {k: np.array(v, copy=True) for k, v in m._buffers.items() if v is not None})
+             for m in model.modules() if isinstance(m, nn.BatchNorm1d)]
+    try:
+        model(x)
+    finally:
+        remove()
+        for m, buffers in saved:
+            for k, v in buffers.items():
+                setattr(m, k, v)
+    return seen["x"]
+
+
+def _ioffe_run(splits: Any, bn: bool, seed: int, cfg: Config) -> dict[str, Any]:
+    x, y = splits.train
+    rng = np.random.default_rng(seed)
+    model = models.mlp(x.shape[1], (100, 100, 100), splits.num_classes, activation="sigmoid", batchnorm=bn,
+                       rng=rng)
+    opt = optim.SGD(model.parameters(), lr=0.5)
+    last_sigmoid = [m for m in model if isinstance(m, nn.Sigmoid)][-1]
+    loss_fn = nn.CrossEntropyLoss()
+    steps, pct, accs = [], [], []
+    step = 0
+    batches = data.Batches(x, y, 60, rng=rng)
+    while step < cfg.ioffe_steps:
+        for xb, yb in batches:
+            if step % cfg.ioffe_every == 0:
+                steps.append(step)
+                pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
+                accs.append(_accuracy(model, *splits.val))
+            loss_fn(model(xb), yb)
+            model.backward(loss_fn.backward())
+            opt.step()
+            opt.zero_grad()
+            step += 1
+            if step >= cfg.ioffe_steps:
+                break
+    steps.append(step)
+    pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
+    accs.append(_accuracy(model, *splits.val))
+    pct_arr = np.array(pct)               # (checkpoints, 3, units)
+    settled = pct_arr[steps.index(next(s for s in steps if s >= cfg.ioffe_steps // 10)):]
+    drift = float(np.median((settled.max(axis=0) - settled.min(axis=0)).mean(axis=0)))
+    hit = next((s for s, a in zip(steps, accs, strict=True) if a >= TARGET_ACCURACY), math.inf)
+    return {"steps": steps, "percentiles": pct_arr, "accuracy": accs, "drift": drift, "to_target": hit}
+
+
+def _ioffe(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    runs = {bn: [_ioffe_run(splits, bn, s, cfg) for s in seeds] for bn in (False, True)}
+    drift = {bn: float(np.mean([r["drift"] for r in runs[bn]])) for bn in runs}
+    to_target = {bn: float(np.mean([r["to_target"] for r in runs[bn]])) for bn in runs}
+    ratio = drift[False] / drift[True] if drift[True] > 0 else math.inf
+    v1 = verdict("In the 3 × 100 sigmoid net, the 15/50/85th percentiles of a last-layer sigmoid's input "
+                 "drift without BN and stay steady with it", ratio,
+                 f"median drift without BN / with BN ≥ {DRIFT_RATIO_MIN:g} (drift: range over training "
+                 "after the first 10% of steps, mean of the 3 percentiles)", ratio >= DRIFT_RATIO_MIN,
+                 f"drift {drift[False]:.3f} without BN, {drift[True]:.3f} with; SGD lr 0.5, batch 60, "
+                 f"{cfg.ioffe_steps} steps, seeds {list(seeds)}")
+    step_ratio = to_target[True] / to_target[False] if math.isfinite(to_target[False]) else \
+        (0.0 if math.isfinite(to_target[True]) else math.nan)
+    v2 = verdict(f"BN reaches {TARGET_ACCURACY:.0%} validation accuracy in fewer steps (3 × 100 sigmoid net)",
+                 step_ratio, "steps with BN / steps without < 1", step_ratio < 1,
+                 f"{_steps(to_target[True])} steps with BN, {_steps(to_target[False])} without (checked "
+                 f"every {cfg.ioffe_every} steps; mean over seeds {list(seeds)})")
+    table = Table(f"(e) Ioffe & Szegedy's 3 × 100 sigmoid net on the digits, SGD lr 0.5, {cfg.ioffe_steps} "
+                  f"steps (mean over seeds {list(seeds)})",
+                  ["", f"steps to {TARGET_ACCURACY:.0%} val accuracy", "final val accuracy",
+                   "drift of the percentiles (median unit)"],
+                  [[_label(bn), _steps(to_target[bn]),
+                    f"{np.mean([r['accuracy'][-1] for r in runs[bn]]):.3f}",
+                    f"{drift[bn]:.3f}"] for bn in (False, True)])
+
+    fig = _figure(figsize=(12, 3.4))
+    axes = fig.subplots(1, 3)
+    for bn in (False, True):
+        r = runs[bn][0]
+        axes[0].plot(r["steps"], r["accuracy"], color=_color(bn), label=_label(bn))
+    axes[0].axhline(TARGET_ACCURACY, color="grey", lw=0.8, ls="--")
+    axes[0].set_ylim(0, 1.0)
+    axes[0].set_xlabel("training step")
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].set_title("(a) accuracy", fontsize=10)
+    axes[0].legend(fontsize=8)
+    plain = runs[False][0]["percentiles"]
+    unit_drift = (plain.max(axis=0) - plain.min(axis=0)).mean(axis=0)
+    unit = int(np.argsort(unit_drift)[len(unit_drift) // 2])      # the median-drift unit of the plain net
+    for ax, bn, tag in ((axes[1], False, "(b) without BN"), (axes[2], True, "(c) with BN")):
+        r = runs[bn][0]
+        for q, style in zip((15, 50, 85), (":", "-", ":"), strict=True):
+            ax.plot(r["steps"], r["percentiles"][:, (15, 50, 85).index(q), unit], style,
+                    color=_color(bn), label=f"{q}th percentile")
+        ax.set_xlabel("training step")
+        ax.set_title(f"{tag}: input of sigmoid unit {unit}", fontsize=10)
+        ax.legend(fontsize=7)
+    lo = min(axes[1].get_ylim()[0], axes[2].get_ylim()[0])
+    hi = max(axes[1].get_ylim()[1], axes[2].get_ylim()[1])
+    for ax in axes[1:]:
+        ax.set_ylim(lo, hi)
+    fig.tight_layout()
+    path = out / "batchnorm_ioffe.png"
+    save_figure(fig, path, dpi=90)
+    numbers = {"ioffe": {"drift_plain": [r["drift"] for r in runs[False]],
+                         "drift_bn": [r["drift"] for r in runs[True]],
+                         "steps_to_target_plain": [r["to_target"] for r in runs[False]],
+                         "steps_to_target_bn": [r["to_target"] for r in runs[True]]}}
+    caption = ("(e) After Ioffe & Szegedy's Fig. 1: validation accuracy, and the 15/50/85th percentiles of "
+               f"one last-layer sigmoid's input (seed {seeds[0]}, unit {unit}: the median-drift unit "
+               "without BN)")
+    return [v1, v2], table, {caption: path.name}, numbers
+
+
+def _steps(v: float) -> str:
+    return f"{v:.0f}" if math.isfinite(v) else "not reached"
+
+
+# ------------------------------------------------------------------------- entry point
+def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> StudyResult:
+    """Run the ``batchnorm`` study; figures go into ``out``.
+
+    Args:
+        quick: the CI size (coarser grids, fewer epochs and steps, seed 0).
+        out: folder for the figures.
+        seeds: seeds of every run (default ``(0, 1, 2)``, quick ``(0,)``).
+    """
+    cfg = QUICK if quick else FULL
+    seeds = tuple(seeds) if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    splits = data.load("digits")
+    verdicts: list[Verdict] = []
+    tables: list[Table] = []
+    figures: dict[str, str] = {}
+    numbers: dict[str, Any] = {"seeds": list(seeds), "quick": quick}
+    timings: dict[str, float] = {}
+    parts = {
+        "a": lambda: _gradient_flow(splits, seeds, out),
+        "b": lambda: _lr_sweep(splits, cfg, seeds, out),
+        "c": lambda: _weight_scale(splits, cfg, seeds, out),
+        "d": lambda: _regularization(splits, cfg, seeds),
+        "e": lambda: _ioffe(splits, cfg, seeds, out),
+    }
+    with _blas_single_thread():
+        for key, part in parts.items():
+            t = time.perf_counter()
+            part_verdicts, table, part_figures, part_numbers = part()
+            verdicts.extend(part_verdicts)
+            tables.append(table)
+            figures.update(part_figures)
+            numbers.update(part_numbers)
+            timings[key] = round(time.perf_counter() - t, 2)
+    numbers["seconds_per_part"] = timings
+    summary = (
+        "BatchNorm1d after every hidden Linear and before its activation (the seed's placement), against "
+        "the same net without it, on the 8×8 digits (1257 train / 180 val / 360 test). (a) At "
+        "initialization, a 10-layer sigmoid net's weight gradients shrink by orders of magnitude towards "
+        "the input; with BN they stay within a fraction of a decade. With tanh/xavier and ReLU/he the plain "
+        "net already passes gradients through, and BN does not improve the ratio (with ReLU it is slightly "
+        "larger at init). (b) Plain SGD on a 10 × 100 ReLU net: BN keeps training at learning rates an "
+        "order of magnitude above the largest the plain net survives. (c) Every layer drawn from N(0, std²) "
+        "over four decades of std: without BN only a narrow band of scales trains; BN widens it, but not to "
+        "all four decades: at std ≲ 1e-3 the pre-activation variance falls below BN's ε = 1e-5, so BN stops "
+        "normalizing, and at std = 1 the output layer (not normalized) starts saturated and Adam's fixed "
+        "step is small next to the large weights. (d) On 300 training examples, BN's train–test gap is "
+        "compared with dropout's and with neither (a small effect at this size; see the table). (e) Ioffe & "
+        "Szegedy's Fig. 1 on the digits: without BN the input distribution of a last-layer sigmoid keeps "
+        "moving during training, with BN it settles within the first steps, and BN reaches 90% accuracy "
+        "sooner."
+    )
+    return StudyResult(
+        name="batchnorm",
+        title="Batch normalization: gradient flow, learning rates, initialization, regularization, drift",
+        summary=summary,
+        command="trainlab experiment batchnorm",
+        verdicts=verdicts,
+        figures=figures,
+        tables=tables,
+        numbers=numbers,
+        seconds=time.perf_counter() - start,
+    )
