@@ -171,3 +171,33 @@ def test_fit_validates_arguments():
         trainer.fit((x, np.zeros(9, np.int64)), epochs=1, batch_size=4, rng=np.random.default_rng(0))
     with pytest.raises(TypeError, match="rng"):
         trainer.fit((x, np.zeros(10, np.int64)), epochs=1, batch_size=4, rng=None)
+
+
+def test_trainer_prints_monitor_findings_at_the_end():
+    from trainlab import Monitor
+
+    splits = data.load("digits")
+    rng = np.random.default_rng(0)
+    model = models.mlp(64, [64] * 8, 10, activation="tanh", init="small_random", rng=rng)
+    lines = []
+    trainer = Trainer(model, optim.SGD(model.parameters(), lr=0.01), nn.CrossEntropyLoss(),
+                      monitor=Monitor(model, every=5), progress=False, log=lines.append)
+    trainer.fit(splits.train, splits.val, epochs=1, batch_size=64, rng=rng)
+    assert lines[-1].startswith("diagnosis:") and "vanishing activations" in lines[-1] and "xavier" in lines[-1]
+
+
+def test_nan_guard_message_carries_the_diagnosis():
+    from trainlab import Monitor
+
+    splits = data.load("digits")
+    model, opt = _digits_model()
+
+    class Poison(Callback):
+        def on_step_end(self, trainer, step, loss):
+            if step == 2:
+                model[0].weight.data[0, 0] = np.nan
+
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), callbacks=[Poison()], monitor=Monitor(model, every=1),
+                      progress=False, log=None)
+    with pytest.raises(TrainingDiverged, match=r"(?s)step 3.*non-finite"):
+        trainer.fit(splits.train, None, epochs=1, batch_size=32, rng=np.random.default_rng(0))

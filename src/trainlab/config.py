@@ -8,7 +8,8 @@ A config has five tables; every key has a default, so an empty file is a valid r
                  batchnorm = true, dropout = 0.0, init = "auto"
     [optimizer]  name = "adam", lr = 0.001, and any argument of that optimizer
     [schedule]   name = "none", and any argument of that schedule
-    [train]      epochs = 20, batch_size = 64, early_stopping = 0, checkpoint_every = 1
+    [train]      epochs = 20, batch_size = 64, early_stopping = 0, checkpoint_every = 1,
+                 monitor_every = 10 (sample per-layer health every N steps; 0 = off)
 
 Errors name the key (``optimizer.lr``) and what is valid; an unknown key suggests the
 nearest known one.
@@ -38,7 +39,8 @@ DEFAULTS: dict[str, dict[str, Any]] = {
               "batchnorm": True, "dropout": 0.0, "init": "auto"},
     "optimizer": {"name": "adam", "lr": 1e-3},
     "schedule": {"name": "none"},
-    "train": {"epochs": 20, "batch_size": 64, "early_stopping": 0, "checkpoint_every": 1},
+    "train": {"epochs": 20, "batch_size": 64, "early_stopping": 0, "checkpoint_every": 1,
+              "monitor_every": 10},
 }
 
 SCHEDULES = {"none": None, "step": "StepLR", "exponential": "ExponentialLR", "cosine": "CosineAnnealingLR",
@@ -153,6 +155,7 @@ def _check_ranges(cfg: dict[str, Any]) -> None:
     need(t["batch_size"] >= 1, "train.batch_size", t["batch_size"], "an integer >= 1")
     need(t["early_stopping"] >= 0, "train.early_stopping", t["early_stopping"], "patience >= 0 (0 = off)")
     need(t["checkpoint_every"] >= 1, "train.checkpoint_every", t["checkpoint_every"], "an integer >= 1")
+    need(t["monitor_every"] >= 0, "train.monitor_every", t["monitor_every"], "steps >= 0 (0 = no monitor)")
     need(0.0 <= m["dropout"] < 1.0, "model.dropout", m["dropout"], "a number in [0, 1)")
     need(all(h >= 1 for h in m["hidden"]), "model.hidden", m["hidden"], "positive layer widths")
     need(len(m["channels"]) >= 1 and all(c >= 1 for c in m["channels"]), "model.channels", m["channels"],

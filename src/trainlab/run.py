@@ -22,6 +22,7 @@ import numpy as np
 from trainlab import checkpoint, data, models, nn, optim
 from trainlab.checkpoint import atomic_write_bytes
 from trainlab.config import SCHEDULES, ConfigError, dumps, load_config
+from trainlab.monitor import Monitor
 from trainlab.train import Checkpoint, EarlyStopping, History, Trainer
 
 __all__ = ["build", "run", "resume", "evaluate_run", "write_curves", "RunError"]
@@ -108,8 +109,9 @@ def _train(config: dict[str, Any], folder: Path, *, resume_from: Path | None, qu
     callbacks = [Checkpoint(folder, every=t["checkpoint_every"], config=config)]
     if t["early_stopping"]:
         callbacks.append(EarlyStopping("val_loss", patience=t["early_stopping"]))
+    monitor = Monitor(model, every=t["monitor_every"]) if t["monitor_every"] else None
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), schedule=schedule, callbacks=callbacks,
-                      progress=False if quiet else None, log=None if quiet else log)
+                      monitor=monitor, progress=False if quiet else None, log=None if quiet else log)
     rng = np.random.default_rng([config["run"]["seed"], 2])
     start = 0
     if resume_from is not None:
@@ -123,7 +125,8 @@ def _train(config: dict[str, Any], folder: Path, *, resume_from: Path | None, qu
     result = {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
               "epochs_run": len(trainer.history.epoch), "stopped_early": trainer.history.stopped_early,
               "stop_reason": trainer.history.stop_reason,
-              "train_seconds": float(sum(trainer.history.seconds))}
+              "train_seconds": float(sum(trainer.history.seconds)),
+              "diagnosis": [str(f) for f in monitor.diagnose()] if monitor is not None else []}
     atomic_write_bytes(folder / "result.json", (json.dumps(result, indent=2) + "\n").encode())
     return result
 

@@ -271,6 +271,8 @@ class Trainer:
         logits = self.model(xb)
         loss = self.loss_fn(logits, yb)
         self.model.backward(self.loss_fn.backward())
+        if self.monitor is not None:
+            self.monitor.after_backward()
         if self.nan_guard is not None:
             try:
                 self.nan_guard.check(self, self.global_step, loss)
