@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import importlib
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from trainlab.experiments.common import StudyResult, Table, Verdict
 
