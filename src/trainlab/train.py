@@ -27,6 +27,7 @@ import numpy as np
 
 from trainlab import checkpoint
 from trainlab.data import Batches
+from trainlab.nn import Sequential
 
 __all__ = ["Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule", "NaNGuard",
            "TrainingDiverged"]
@@ -270,7 +271,11 @@ class Trainer:
         """One forward/backward/update; returns (loss, number of correct predictions)."""
         logits = self.model(xb)
         loss = self.loss_fn(logits, yb)
-        self.model.backward(self.loss_fn.backward())
+        dlogits = self.loss_fn.backward()
+        if isinstance(self.model, Sequential):
+            self.model.backward(dlogits, input_grad=False)  # the input is data: skip dL/dx
+        else:
+            self.model.backward(dlogits)
         if self.monitor is not None:
             self.monitor.after_backward()
         if self.nan_guard is not None:

@@ -109,13 +109,18 @@ class Linear(InitializedLayer):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = self._check_input(x)
         x2d = x.reshape(-1, self.in_features)
-        out = x2d @ self.weight.data.T
+        weight = self.weight.data
+        out = np.matmul(x2d, weight.T)                  # one GEMM (W^T is a free transposed view)
         if self.bias is not None:
-            out += self.bias.data
+            np.add(out, self.bias.data, out=out)        # in place, no temporary
         self._cache = _LinearCache(x2d, x.shape)
         return out.reshape(*x.shape[:-1], self.out_features)
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    #: ``backward(dout, input_grad=False)`` skips dx (used by Sequential for data inputs)
+    can_skip_input_grad = True
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
+        """``dW += dy^T x``, ``db += 1^T dy`` and (unless ``input_grad=False``) ``dx = dy W``."""
         if self._cache is None:
             raise RuntimeError("Linear.backward called before forward")
         x2d, input_shape = self._cache
@@ -123,7 +128,9 @@ class Linear(InitializedLayer):
         self.weight.matmul_into_grad(d2d.T, x2d)
         if self.bias is not None:
             self.bias.sum_into_grad(d2d, axis=0)
-        return (d2d @ self.weight.data).reshape(input_shape)
+        if not input_grad:
+            return None
+        return np.matmul(d2d, self.weight.data).reshape(input_shape)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*tuple(input_shape)[:-1], self.out_features)

@@ -9,6 +9,17 @@ from trainlab.nn.module import Module
 __all__ = ["CrossEntropyLoss", "MSELoss"]
 
 
+def _row_max(z: np.ndarray) -> np.ndarray:
+    """``z.max(axis=1)``; for few classes, a running maximum over the columns (several times faster)."""
+    n, c = z.shape
+    if c > 32 or n < 64 or c == 0:
+        return z.max(axis=1)
+    out = z[:, 0].copy()
+    for j in range(1, c):
+        np.maximum(out, z[:, j], out=out)
+    return out
+
+
 class CrossEntropyLoss(Module):
     """Softmax cross-entropy on logits, averaged over the batch (``torch.nn.CrossEntropyLoss``).
 
@@ -49,21 +60,26 @@ class CrossEntropyLoss(Module):
         if n and (target.min() < 0 or target.max() >= c):
             raise ValueError(f"CrossEntropyLoss: target values must be in [0, {c}), "
                              f"got min {target.min()} and max {target.max()}")
-        shifted = logits - logits.max(axis=1, keepdims=True)
-        exp = np.exp(shifted)
-        sum_exp = exp.sum(axis=1, keepdims=True)
-        log_sum_exp = np.log(sum_exp)
+        if logits.dtype != np.float32 and logits.dtype != np.float64:
+            logits = logits.astype(np.result_type(logits.dtype, np.float32))
+        shifted = np.subtract(logits, _row_max(logits)[:, None])
         rows = np.arange(n)
-        picked = shifted[rows, target] - log_sum_exp[:, 0]
+        picked = shifted[rows, target]
         if self.label_smoothing:
             eps = self.label_smoothing
-            mean_logp = shifted.mean(axis=1) - log_sum_exp[:, 0]
-            per_sample = -((1 - eps) * picked + eps * mean_logp)
+            mean_shifted = shifted.mean(axis=1)
+        exp = np.exp(shifted, out=shifted)
+        sum_exp = exp @ np.ones(c, dtype=exp.dtype)     # row sums through BLAS
+        log_sum_exp = np.log(sum_exp)
+        if self.label_smoothing:
+            # per sample: -((1 - eps) * picked + eps * mean_shifted) + log_sum_exp
+            total = (log_sum_exp.sum(dtype=np.float64) - (1 - eps) * picked.sum(dtype=np.float64)
+                     - eps * mean_shifted.sum(dtype=np.float64))
         else:
-            per_sample = -picked
-        exp /= sum_exp
+            total = log_sum_exp.sum(dtype=np.float64) - picked.sum(dtype=np.float64)
+        exp /= sum_exp[:, None]
         self._probs, self._target = exp, target
-        return float(per_sample.mean(dtype=np.float64))
+        return float(total / n) if n else float("nan")
 
     def backward(self, dout: float = 1.0) -> np.ndarray:
         """dL/dlogits ``= dout * (softmax - target distribution) / N``."""

@@ -49,18 +49,38 @@ class Parameter:
             :meth:`zero_grad`. Starts at zeros.
         init: a short description of the initializer that produced ``data``
             (e.g. ``"he(fan_in, normal)"``), shown by :meth:`Module.summary`.
+
+    Performance: :meth:`zero_grad` only marks the gradient as zero; the first
+    write after it (``matmul_into_grad``, ``sum_into_grad``, ``accumulate_grad``)
+    overwrites the array instead of adding to it, so a training step never
+    spends a pass on filling zeros. The array is filled with zeros only when
+    ``grad`` is read before anything was written (reading it always shows the
+    logical value).
     """
 
-    __slots__ = ("data", "grad", "init", "_grad_is_zero")
+    __slots__ = ("data", "_grad", "init", "_grad_is_zero", "_grad_stale")
 
     def __init__(self, data: np.ndarray, init: str = "") -> None:
         data = np.asarray(data)
         if not np.issubdtype(data.dtype, np.floating):
             raise TypeError(f"Parameter: data must be a floating-point array, got {data.dtype}")
         self.data = np.asarray(data, order="C")
-        self.grad = np.zeros_like(self.data)
+        self._grad = np.zeros_like(self.data)
         self.init = init
-        self._grad_is_zero = True
+        self._grad_is_zero = True      # the logical gradient is zero
+        self._grad_stale = False       # ... but the array still holds old values
+
+    @property
+    def grad(self) -> np.ndarray:
+        if self._grad_stale:
+            self._grad.fill(0)
+            self._grad_stale = False
+        return self._grad
+
+    @grad.setter
+    def grad(self, value: np.ndarray) -> None:
+        self._grad = value
+        self._grad_stale = False
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -75,38 +95,57 @@ class Parameter:
         return self.data.size
 
     def zero_grad(self) -> None:
-        """Set ``grad`` to zeros in place."""
+        """Set ``grad`` to zero (lazily: the array is cleared when next read or overwritten)."""
         if not self._grad_is_zero:
-            self.grad.fill(0)
             self._grad_is_zero = True
+            self._grad_stale = True
+
+    def _written(self) -> None:
+        self._grad_is_zero = False
+        self._grad_stale = False
 
     def accumulate_grad(self, value: np.ndarray) -> None:
         """``grad += value`` (a plain copy when ``grad`` is known to be zero)."""
         if self._grad_is_zero:
-            np.copyto(self.grad, value)
-            self._grad_is_zero = False
+            np.copyto(self._grad, value)
+            self._written()
         else:
-            self.grad += value
+            self._grad += value
 
     def matmul_into_grad(self, a: np.ndarray, b: np.ndarray) -> None:
         """``grad += a @ b`` without a temporary when ``grad`` is known to be zero."""
-        if self._grad_is_zero and a.dtype == self.grad.dtype and b.dtype == self.grad.dtype:
-            np.matmul(a, b, out=self.grad)
-            self._grad_is_zero = False
+        grad = self._grad
+        if self._grad_is_zero and a.dtype == grad.dtype and b.dtype == grad.dtype:
+            np.matmul(a, b, out=grad)
+            self._written()
         else:
             self.accumulate_grad(a @ b)
 
     def sum_into_grad(self, value: np.ndarray, axis: int | tuple[int, ...]) -> None:
-        """``grad += value.sum(axis)`` without a temporary when ``grad`` is known to be zero."""
-        if self._grad_is_zero and value.dtype == self.grad.dtype:
-            np.sum(value, axis=axis, out=self.grad)
-            self._grad_is_zero = False
+        """``grad += value.sum(axis)`` without a temporary when ``grad`` is known to be zero.
+
+        The sum over the rows of a C-contiguous 2-D float array (``axis=0``) is
+        one BLAS matrix-vector product ``1^T value`` (faster than ``np.sum``).
+        """
+        grad = self._grad
+        if (axis == 0 and value.ndim == 2 and value.dtype == grad.dtype and value.shape[0] > 1
+                and value.flags.c_contiguous and grad.dtype in FLOAT_DTYPES):
+            ones = np.ones(value.shape[0], dtype=value.dtype)
+            if self._grad_is_zero:
+                np.matmul(ones, value, out=grad)
+                self._written()
+            else:
+                grad += ones @ value
+            return
+        if self._grad_is_zero and value.dtype == grad.dtype:
+            np.sum(value, axis=axis, out=grad)
+            self._written()
         else:
             self.accumulate_grad(value.sum(axis=axis))
 
     def mark_grad_written(self) -> None:
         """Tell the parameter that ``grad`` was modified directly (so it is not known-zero)."""
-        self._grad_is_zero = False
+        self._written()
 
     def __repr__(self) -> str:
         return f"Parameter(shape={self.data.shape}, dtype={self.data.dtype})"
@@ -457,10 +496,28 @@ class Sequential(Module):
             x = layer(x)
         return x
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
-        for layer in reversed(self._modules.values()):
+    def backward(self, dout: np.ndarray, *, input_grad: bool = True) -> np.ndarray | None:
+        """Run every layer's backward in reverse order; returns dL/dx.
+
+        Args:
+            dout: dL/d(output).
+            input_grad: with ``False`` the gradient with respect to the input is
+                not needed (the input is data, as when ``x.requires_grad`` is
+                False in PyTorch): the first layer skips computing it when it can
+                (Linear saves one matrix product) and ``None`` is returned. The
+                parameter gradients are the same either way.
+        """
+        layers = list(self._modules.values())
+        if not layers:
+            return dout
+        for layer in layers[:0:-1]:
             dout = layer.backward_with_hooks(dout)
-        return dout
+        first = layers[0]
+        if (not input_grad and not first._backward_hooks
+                and (isinstance(first, Sequential) or getattr(first, "can_skip_input_grad", False))):
+            first.backward(dout, input_grad=False)
+            return None
+        return first.backward_with_hooks(dout)
 
     def output_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         shape = tuple(input_shape)

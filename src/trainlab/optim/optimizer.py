@@ -26,6 +26,14 @@ learning-rate schedules record (as PyTorch's do).
 Scratch memory: the kernels' temporaries go into a few flat buffers per dtype,
 sized to the largest parameter and shared by all parameters (views cached per
 parameter); they are not state and are not saved.
+
+Threads: when a group holds at least ``parallel_min_elements`` values, ``step``
+splits its parameters into ``num_threads`` lanes of about equal size and runs
+the kernels of each lane in its own thread (NumPy releases the GIL inside every
+pass, so the lanes run on separate cores); each lane has its own scratch buffers.
+Every parameter still gets exactly the same arithmetic, so results do not depend
+on the thread count. ``num_threads`` defaults to the ``TRAINLAB_NUM_THREADS``
+environment variable, else the number of CPUs this process may run on.
 """
 
 from __future__ import annotations
@@ -33,7 +41,10 @@ from __future__ import annotations
 import inspect
 import math
 import numbers
+import os
+import threading
 from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import numpy as np
@@ -84,6 +95,37 @@ def _as_tuple(where: str, name: str, value: Any) -> tuple:
     return tuple(value)
 
 
+def default_num_threads() -> int:
+    """``TRAINLAB_NUM_THREADS`` if set (an int >= 1), else the CPUs this process may run on."""
+    env = os.environ.get("TRAINLAB_NUM_THREADS", "").strip()
+    if env:
+        try:
+            return max(1, int(env))
+        except ValueError:
+            raise ValueError(f"TRAINLAB_NUM_THREADS must be an int >= 1, got {env!r}") from None
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:      # not on Linux
+        return os.cpu_count() or 1
+
+
+_LANE = threading.local()                       # .index: the lane this thread is updating
+_POOL: tuple[int, int, ThreadPoolExecutor] | None = None   # (pid, workers, pool)
+_POOL_LOCK = threading.Lock()
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    """A process-wide pool of ``workers`` threads (recreated after a fork or a size change)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None or _POOL[0] != os.getpid() or _POOL[1] != workers:
+            if _POOL is not None and _POOL[0] == os.getpid():
+                _POOL[2].shutdown(wait=False)
+            _POOL = (os.getpid(), workers,
+                     ThreadPoolExecutor(max_workers=workers, thread_name_prefix="trainlab-optim"))
+        return _POOL[2]
+
+
 def _plain(value: Any) -> Any:
     """A JSON-able copy of a hyperparameter value (tuples become lists, NumPy scalars Python)."""
     if isinstance(value, (tuple, list)):
@@ -116,6 +158,10 @@ class Optimizer:
     int_state: ClassVar[tuple[str, ...]] = ("step",)
     #: how many scratch arrays shaped like a parameter the kernel may use
     work_slots: ClassVar[int] = 2
+    #: threads for large updates (None: :func:`default_num_threads`); see the module docstring
+    num_threads: ClassVar[int | None] = None
+    #: a group with fewer values than this is updated in the calling thread only
+    parallel_min_elements: ClassVar[int] = 1 << 21
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]],
                  defaults: dict[str, Any]) -> None:
@@ -125,8 +171,9 @@ class Optimizer:
         self.check_hyperparameters(self.defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[Parameter, dict[str, Any]] = {}
-        self._work: dict[np.dtype, list[np.ndarray]] = {}
-        self._work_views: dict[Parameter, tuple[np.ndarray, ...]] = {}
+        self._work: dict[tuple[np.dtype, int], list[np.ndarray]] = {}
+        self._work_views: dict[tuple[Parameter, int], tuple[np.ndarray, ...]] = {}
+        self._lanes: dict[int, tuple[tuple[int, ...], list[list[Parameter]]]] = {}
         if isinstance(params, (Parameter, np.ndarray, dict)):
             raise TypeError(f"{where}: params must be an iterable of Parameters or of dicts, "
                             f"got a single {type(params).__name__}")
@@ -195,8 +242,47 @@ class Optimizer:
         """Update every parameter in place from its ``.grad``; returns ``closure()`` if given."""
         loss = closure() if closure is not None else None
         for group in self.param_groups:
-            self._step_group(group)
+            lanes = self._split(group)
+            if lanes is None:
+                self._step_group(group)
+            else:
+                pool = _pool(len(lanes) - 1)
+                futures = [pool.submit(self._step_lane, i, group, lane)
+                           for i, lane in enumerate(lanes[1:], 1)]
+                try:
+                    self._step_lane(0, group, lanes[0])
+                finally:
+                    for future in futures:
+                        future.result()
         return loss
+
+    def _split(self, group: dict[str, Any]) -> list[list[Parameter]] | None:
+        """The group's parameters in lanes of about equal size, or None to run in this thread."""
+        threads = self.num_threads if self.num_threads is not None else default_num_threads()
+        params = group["params"]
+        if threads < 2 or len(params) < 2:
+            return None
+        key = tuple(id(p) for p in params) + (threads,)
+        cached = self._lanes.get(id(group))
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        lanes: list[list[Parameter]] | None = None
+        if sum(p.data.size for p in params) >= self.parallel_min_elements:
+            lanes = [[] for _ in range(min(threads, len(params)))]
+            sizes = [0] * len(lanes)
+            for p in sorted(params, key=lambda q: -q.data.size):     # largest first, to the lightest lane
+                i = sizes.index(min(sizes))
+                lanes[i].append(p)
+                sizes[i] += p.data.size
+        self._lanes[id(group)] = (key, lanes)
+        return lanes
+
+    def _step_lane(self, lane: int, group: dict[str, Any], params: list[Parameter]) -> None:
+        _LANE.index = lane
+        try:
+            self._step_group({**group, "params": params})
+        finally:
+            _LANE.index = 0
 
     def _step_group(self, group: dict[str, Any]) -> None:
         raise NotImplementedError(f"{type(self).__name__} does not implement _step_group")
@@ -208,21 +294,23 @@ class Optimizer:
                 p.zero_grad()
 
     def _workspace(self, p: Parameter) -> tuple[np.ndarray, ...]:
-        """``work_slots`` scratch arrays shaped like ``p``: views of flat per-dtype buffers."""
-        views = self._work_views.get(p)
+        """``work_slots`` scratch arrays shaped like ``p``: views of flat per-dtype (per-lane) buffers."""
+        lane = getattr(_LANE, "index", 0)
+        views = self._work_views.get((p, lane))
         data = p.data
         if views is not None and views[0].dtype == data.dtype and views[0].shape == data.shape:
             return views
         dtype = data.dtype
-        buffers = self._work.get(dtype)
+        buffers = self._work.get((dtype, lane))
         if buffers is None or buffers[0].size < data.size:
             size = max([q.data.size for g in self.param_groups for q in g["params"]
                         if q.data.dtype == dtype] + [data.size])
             buffers = [np.empty(size, dtype=dtype) for _ in range(self.work_slots)]
-            self._work[dtype] = buffers
-            self._work_views = {q: v for q, v in self._work_views.items() if v[0].dtype != dtype}
+            self._work[(dtype, lane)] = buffers
+            for key in [k for k, v in self._work_views.items() if k[1] == lane and v[0].dtype == dtype]:
+                self._work_views.pop(key, None)
         views = tuple(b[:data.size].reshape(data.shape) for b in buffers)
-        self._work_views[p] = views
+        self._work_views[(p, lane)] = views
         return views
 
     def _zeros(self, p: Parameter, fill: float = 0.0) -> np.ndarray:
