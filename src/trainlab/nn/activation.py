@@ -63,6 +63,7 @@ class ReLU(Activation):
     activation_name = "relu"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
+        self._out = None        # release the previous step's output before allocating
         self._out = _relu(x)
         return self._out
 

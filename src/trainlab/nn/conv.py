@@ -12,12 +12,14 @@ Conv2d is an im2col convolution arranged so that each pass is one large GEMM:
   col2im adds are long contiguous runs; the ``Wr - Wo`` extra columns per row
   are computed and dropped (the upstream gradient is zero there). Where the
   extra columns would waste more than they save, ``Wr = Wo`` (exact im2col);
-* forward ``W (F, K) @ cols``, ``dW = dY (F, N*L) @ cols^T`` and
-  ``dcols = W^T @ dY`` are one BLAS call each; col2im is ``kh*kw`` strided adds.
+* forward ``W (F, K) @ cols`` and ``dW = dY (F, N*L) @ cols^T`` are one BLAS call
+  each; ``dx`` is ``kh*kw`` products ``W[:, :, u, v]^T @ dY`` each added (strided) into
+  the padded gradient, so the ``(K, N*L)`` ``dcols`` is never materialized.
 
-Scratch buffers (padded input, cols, dcols, transposed upstream gradient) are kept
-between calls while the shapes stay the same; arrays handed to the caller are
-always new.
+Only the padded input and ``cols`` (which backward needs) are kept between calls
+while the shapes stay the same; the transposed upstream gradient and the per-tap
+``W^T dY`` blocks are temporaries, and the full ``dcols`` is never built. Arrays
+handed to the caller are always new.
 """
 
 from __future__ import annotations
@@ -206,23 +208,28 @@ class Conv2d(InitializedLayer):
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         k = g.c * kh * kw
 
+        self._cache = None      # release the previous step's cols before building new ones
         padded = self._buffer("padded", (g.c, g.n, g.rows, g.row_len), dtype)
         np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
+        # cols is what backward needs; it is reused across steps (never handed out).
         cols = self._buffer("cols", (k, g.n * g.ho * g.wr), dtype)
         np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wr), self._windows(padded, g))
 
-        out_t = self._buffer("out_t", (self.out_channels, g.n * g.ho * g.wr), dtype)
-        np.matmul(weight.reshape(self.out_channels, k).astype(dtype, copy=False), cols, out=out_t)
+        out_t = np.matmul(weight.reshape(self.out_channels, k).astype(dtype, copy=False), cols)
         out_t = out_t.reshape(self.out_channels, g.n, g.ho, g.wr)[..., :g.wo].transpose(1, 0, 2, 3)
         out = np.empty((g.n, self.out_channels, g.ho, g.wo), dtype=dtype)
         if self.bias is not None:
             np.add(out_t, self.bias.data.astype(dtype, copy=False)[:, None, None], out=out)
         else:
             np.copyto(out, out_t)
+        del out_t
         self._cache = _Conv2dCache(cols, g, np.dtype(dtype))
         return out
 
-    def backward(self, dout: np.ndarray) -> np.ndarray:
+    #: ``backward(dout, input_grad=False)`` skips dx (used by Sequential for data inputs)
+    can_skip_input_grad = True
+
+    def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._cache is None:
             raise RuntimeError("Conv2d.backward called before forward")
         cols, g, dtype = self._cache
@@ -234,24 +241,36 @@ class Conv2d(InitializedLayer):
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         f, k = self.out_channels, g.c * kh * kw
 
-        # dY as (F, N*Ho*Wr); the Wr - Wo extra columns stay zero from allocation.
-        dout_t = self._buffer("dout_t", (f, g.n, g.ho, g.wr), dtype)
+        # dY as (F, N*Ho*Wr); the Wr - Wo extra columns are zero.
+        if g.wr == g.wo:
+            dout_t = np.empty((f, g.n, g.ho, g.wr), dtype=dtype)
+        else:
+            dout_t = np.zeros((f, g.n, g.ho, g.wr), dtype=dtype)
         np.copyto(dout_t[..., :g.wo], dout.transpose(1, 0, 2, 3), casting="unsafe")
         dout_t = dout_t.reshape(f, -1)
 
-        self.weight.accumulate_grad((dout_t @ cols.T).reshape(self.weight.data.shape))
+        wgrad = self.weight
+        if wgrad._grad_is_zero and wgrad._grad.dtype == dtype:
+            np.matmul(dout_t, cols.T, out=wgrad._grad.reshape(f, k))
+            wgrad.mark_grad_written()
+        else:
+            wgrad.accumulate_grad((dout_t @ cols.T).reshape(self.weight.data.shape))
         if self.bias is not None:
             self.bias.sum_into_grad(dout_t, axis=1)
+        if not input_grad:
+            return None
 
-        dcols = self._buffer("dcols", cols.shape, dtype)
-        np.matmul(self.weight.data.reshape(f, k).T.astype(dtype, copy=False), dout_t, out=dcols)
-        dcols = dcols.reshape(g.c, kh, kw, g.n, g.ho, g.wr)
-        dpadded = self._buffer("dpadded", (g.c, g.n, g.rows, g.row_len), dtype)
-        dpadded.fill(0)
+        # dx = col2im(W^T dY), one kernel tap at a time: (C, F) @ (F, N*Ho*Wr) per tap into
+        # one small reused block, so the full (C*kh*kw, N*Ho*Wr) dcols never exists.
+        taps_w = np.ascontiguousarray(self.weight.data.transpose(2, 3, 1, 0), dtype=dtype)  # (kh, kw, C, F)
+        dpadded = np.zeros((g.c, g.n, g.rows, g.row_len), dtype=dtype)
+        block = np.empty((g.c, dout_t.shape[1]), dtype=dtype)
         for i in range(kh):
             for j in range(kw):
+                np.matmul(taps_w[i, j], dout_t, out=block)
                 window = self._windows(dpadded, g, i, j, taps=False)
-                window += dcols[:, i, j]
+                window += block.reshape(g.c, g.n, g.ho, g.wr)
+        del block, dout_t
         dx = np.empty((g.n, g.c, g.h, g.w), dtype=dtype)
         np.copyto(dx, dpadded[:, :, ph:ph + g.h, pw:pw + g.w].transpose(1, 0, 2, 3))
         return dx
@@ -347,6 +366,7 @@ class MaxPool2d(Module):
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         ho, wo = self._output_hw(x.shape)
+        self._cache = None      # release the previous step's argmax first
         (ph, pw) = self.padding
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float32)
