@@ -29,7 +29,11 @@ def small_config(tmp_path, **tables):
 
 
 def test_end_to_end_run_folder_parses_and_is_finite(tmp_path):
-    folder, result = run(small_config(tmp_path), quiet=True)
+    from trainlab.config import dumps
+
+    toml_file = tmp_path / "small.toml"
+    toml_file.write_text(dumps(small_config(tmp_path)))
+    folder, result = run(load_config(toml_file), quiet=True)
     assert folder == tmp_path / "t"
     names = {p.name for p in folder.iterdir()}
     assert {"config.toml", "metrics.jsonl", "last.safetensors", "best.safetensors", "model.safetensors",
@@ -201,3 +205,13 @@ def test_nan_guard_message_carries_the_diagnosis():
                       progress=False, log=None)
     with pytest.raises(TrainingDiverged, match=r"(?s)step 3.*non-finite"):
         trainer.fit(splits.train, None, epochs=1, batch_size=32, rng=np.random.default_rng(0))
+
+
+@pytest.mark.parametrize("name", ["mlp", "cnn"])
+def test_example_configs_train(tmp_path, name):
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[1] / "examples" / f"{name}.toml"
+    cfg = load_config(example, ["train.epochs=1", f'run.out="{tmp_path}"'])
+    folder, result = run(cfg, quiet=True)
+    assert result["test_accuracy"] > 0.5 and (folder / "model.safetensors").is_file()
