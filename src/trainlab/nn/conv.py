@@ -13,18 +13,20 @@ Conv2d is an im2col convolution arranged so that each pass is one large GEMM:
   are computed and dropped (the upstream gradient is zero there). Where the
   extra columns would waste more than they save, ``Wr = Wo`` (exact im2col);
 * forward ``W (F, K) @ cols`` and ``dW = dY (F, N*L) @ cols^T`` are one BLAS call
-  each; ``dx`` is ``kh*kw`` products ``W[:, :, u, v]^T @ dY`` each added (strided) into
+  each; ``dx`` is ``kh*kw`` products ``W[:, :, u, v]^T @ dY``, each added (strided) into
   the padded gradient, so the ``(K, N*L)`` ``dcols`` is never materialized.
 
-Only the padded input and ``cols`` (which backward needs) are kept between calls
-while the shapes stay the same; the transposed upstream gradient and the per-tap
-``W^T dY`` blocks are temporaries, and the full ``dcols`` is never built. Arrays
-handed to the caller are always new.
+Only ``cols`` (which backward needs) is kept per layer between calls while the
+shapes stay the same; the other scratch arrays (padded input, ``W cols``, the
+transposed upstream gradient, the ``W^T dY`` blocks, the padded input gradient)
+are views of one per-thread arena shared by all Conv2d layers (see ``_Scratch``),
+and the full ``dcols`` is never built. Arrays handed to the caller are always new.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
@@ -38,6 +40,38 @@ __all__ = ["Conv2d", "MaxPool2d", "Flatten"]
 
 # Use wide rows when they add at most this fraction of extra GEMM columns.
 _WIDE_ROWS_MAX_WASTE = 0.35
+
+
+_ARENA = threading.local()
+
+
+class _Scratch:
+    """Views carved out of one per-thread byte arena shared by every Conv2d layer.
+
+    The temporaries of a forward or backward (padded input, ``W cols``, the transposed
+    upstream gradient, the ``W^T dY`` blocks, the padded input gradient) live only
+    during that call, so all layers can share one arena sized for the largest call:
+    touching fresh memory (page faults) each step costs more than the arithmetic,
+    while per-layer buffers would keep the sum of all layers' sizes alive. Views of
+    the arena are never returned to the caller nor kept in a cache.
+    """
+
+    _ALIGN = 64
+
+    def __init__(self, shapes: list[tuple[int, ...]], dtype: np.dtype) -> None:
+        itemsize = np.dtype(dtype).itemsize
+        self.sizes = [-(-math.prod(sh) * itemsize // self._ALIGN) * self._ALIGN for sh in shapes]
+        need = sum(self.sizes)
+        arena = getattr(_ARENA, "buf", None)
+        if arena is None or arena.nbytes < need:
+            arena = _ARENA.buf = None
+            arena = _ARENA.buf = np.empty(need + self._ALIGN, dtype=np.uint8)
+        start = (-arena.ctypes.data) % self._ALIGN
+        self.views = []
+        for shape, size in zip(shapes, self.sizes, strict=True):
+            nbytes = math.prod(shape) * itemsize
+            self.views.append(arena[start:start + nbytes].view(dtype).reshape(shape))
+            start += size
 
 
 def _pair(value: Any, name: str, where: str, minimum: int) -> tuple[int, int]:
@@ -209,20 +243,22 @@ class Conv2d(InitializedLayer):
         k = g.c * kh * kw
 
         self._cache = None      # release the previous step's cols before building new ones
-        padded = self._buffer("padded", (g.c, g.n, g.rows, g.row_len), dtype)
+        padded, out_t = _Scratch([(g.c, g.n, g.rows, g.row_len),
+                                  (self.out_channels, g.n * g.ho * g.wr)], dtype).views
+        padded.fill(0)
         np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
         # cols is what backward needs; it is reused across steps (never handed out).
         cols = self._buffer("cols", (k, g.n * g.ho * g.wr), dtype)
         np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wr), self._windows(padded, g))
 
-        out_t = np.matmul(weight.reshape(self.out_channels, k).astype(dtype, copy=False), cols)
+        np.matmul(weight.reshape(self.out_channels, k).astype(dtype, copy=False), cols, out=out_t)
         out_t = out_t.reshape(self.out_channels, g.n, g.ho, g.wr)[..., :g.wo].transpose(1, 0, 2, 3)
         out = np.empty((g.n, self.out_channels, g.ho, g.wo), dtype=dtype)
         if self.bias is not None:
             np.add(out_t, self.bias.data.astype(dtype, copy=False)[:, None, None], out=out)
         else:
             np.copyto(out, out_t)
-        del out_t
+        del out_t, padded
         self._cache = _Conv2dCache(cols, g, np.dtype(dtype))
         return out
 
@@ -242,10 +278,13 @@ class Conv2d(InitializedLayer):
         f, k = self.out_channels, g.c * kh * kw
 
         # dY as (F, N*Ho*Wr); the Wr - Wo extra columns are zero.
-        if g.wr == g.wo:
-            dout_t = np.empty((f, g.n, g.ho, g.wr), dtype=dtype)
-        else:
-            dout_t = np.zeros((f, g.n, g.ho, g.wr), dtype=dtype)
+        shapes = [(f, g.n, g.ho, g.wr)]
+        if input_grad:
+            shapes += [(g.c, g.n, g.rows, g.row_len), (g.c, g.n * g.ho * g.wr)]
+        scratch = _Scratch(shapes, dtype).views
+        dout_t = scratch[0]
+        if g.wr > g.wo:
+            dout_t[..., g.wo:] = 0
         np.copyto(dout_t[..., :g.wo], dout.transpose(1, 0, 2, 3), casting="unsafe")
         dout_t = dout_t.reshape(f, -1)
 
@@ -260,17 +299,18 @@ class Conv2d(InitializedLayer):
         if not input_grad:
             return None
 
-        # dx = col2im(W^T dY), one kernel tap at a time: (C, F) @ (F, N*Ho*Wr) per tap into
-        # one small reused block, so the full (C*kh*kw, N*Ho*Wr) dcols never exists.
-        taps_w = np.ascontiguousarray(self.weight.data.transpose(2, 3, 1, 0), dtype=dtype)  # (kh, kw, C, F)
-        dpadded = np.zeros((g.c, g.n, g.rows, g.row_len), dtype=dtype)
-        block = np.empty((g.c, dout_t.shape[1]), dtype=dtype)
+        # dx = col2im(W^T dY), one kernel tap at a time: (C, F) @ (F, N*Ho*Wr) per tap (u, v)
+        # into one reused block, so the full (C*kh*kw, N*Ho*Wr) dcols never exists.
+        taps_w = np.ascontiguousarray(self.weight.data.transpose(2, 3, 1, 0), dtype=dtype)
+        dpadded, block = scratch[1:]
+        dpadded.fill(0)
+        taps = block.reshape(g.c, g.n, g.ho, g.wr)
         for i in range(kh):
             for j in range(kw):
                 np.matmul(taps_w[i, j], dout_t, out=block)
                 window = self._windows(dpadded, g, i, j, taps=False)
-                window += block.reshape(g.c, g.n, g.ho, g.wr)
-        del block, dout_t
+                window += taps
+        del block, dout_t, taps, scratch
         dx = np.empty((g.n, g.c, g.h, g.w), dtype=dtype)
         np.copyto(dx, dpadded[:, :, ph:ph + g.h, pw:pw + g.w].transpose(1, 0, 2, 3))
         return dx
