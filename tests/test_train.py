@@ -69,7 +69,7 @@ def test_resume_from_epoch_one_equals_uninterrupted_run(tmp_path):
 
 def test_cli_train_with_overrides_evaluate_and_resume(tmp_path, capsys):
     cfg = tmp_path / "c.toml"
-    cfg.write_text('[run]\nname = "cli"\nout = "%s"\n[model]\nhidden = [16]\n[train]\nepochs = 1\n' % tmp_path)
+    cfg.write_text(f'[run]\nname = "cli"\nout = "{tmp_path}"\n[model]\nhidden = [16]\n[train]\nepochs = 1\n')
     assert main(["train", "--config", str(cfg), "--set", "optimizer.lr=0.01", "--set", "train.batch_size=128",
                  "--quiet"]) == 0
     out = capsys.readouterr().out

@@ -92,7 +92,8 @@ def _check_callable_args(table: str, cls: Any, given: dict[str, Any], skip: tupl
         if key == "name":
             continue
         if key not in valid:
-            raise ConfigError(f"{table}.{key}: unknown key for {getattr(cls, '__name__', table)}{_suggest(key, list(valid))}; "
+            owner = getattr(cls, "__name__", table)
+            raise ConfigError(f"{table}.{key}: unknown key for {owner}{_suggest(key, list(valid))}; "
                               f"valid: {', '.join(['name', *valid])}")
         default = valid[key]
         if default is not None and not isinstance(default, tuple):

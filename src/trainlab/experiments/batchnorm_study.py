@@ -48,8 +48,6 @@ from __future__ import annotations
 import functools
 import math
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -57,7 +55,15 @@ from typing import Any
 import numpy as np
 
 from trainlab import data, init, models, nn, optim
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, verdict
+from trainlab.experiments.common import (
+    StudyResult,
+    Table,
+    Verdict,
+    blas_single_thread,
+    new_figure,
+    save_figure,
+    verdict,
+)
 
 __all__ = ["run", "DEFAULT_SEEDS", "QUICK_SEEDS"]
 
@@ -100,27 +106,8 @@ QUICK = Config(lrs=tuple(np.logspace(-2, 1, 7)), lr_epochs=5, scales=tuple(np.lo
                scale_epochs=6, reg_samples=300, reg_epochs=40, ioffe_steps=1000, ioffe_every=20)
 
 
-@contextmanager
-def _blas_single_thread() -> Iterator[None]:
-    """Run BLAS single-threaded: these matrices are tiny and threads only contend."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        ctx: Any = nullcontext()
-    else:
-        ctx = threadpool_limits(limits=1, user_api="blas")
-    with ctx:
-        yield
 
 
-def _figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _color(bn: bool) -> str:
@@ -205,7 +192,7 @@ def _gradient_flow(splits: Any, seeds: tuple[int, ...], out: Path) -> PartResult
                    + [f"{attenuation((a, bn)):.2f}"]
                    for a in ("sigmoid", "tanh", "relu") for bn in (False, True)])
 
-    fig = _figure(figsize=(11, 3.3))
+    fig = new_figure(figsize=(11, 3.3))
     axes = fig.subplots(1, 3, sharey=True)
     layers = np.arange(1, len(DEEP) + 1)
     for ax, activation in zip(axes, ("sigmoid", "tanh", "relu"), strict=True):
@@ -266,7 +253,7 @@ def _lr_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> Pa
                   f"(mean over seeds {list(seeds)})", ["lr", "no BatchNorm", "BatchNorm"],
                   [[_fmt(lr), cell(acc[False][i]), cell(acc[True][i])] for i, lr in enumerate(cfg.lrs)])
 
-    fig = _figure(figsize=(5.5, 3.5))
+    fig = new_figure(figsize=(5.5, 3.5))
     ax = fig.subplots()
     for bn in (False, True):
         mean = np.array([np.mean(np.nan_to_num(a, nan=0.0)) for a in acc[bn]])
@@ -361,7 +348,7 @@ def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -
                   + [["spread ratio BN / no BN"]
                      + [x for scope in SCOPES for x in ("", f"{ratio[scope]:.3f}")]])
 
-    fig = _figure(figsize=(10, 3.5))
+    fig = new_figure(figsize=(10, 3.5))
     axes = fig.subplots(1, 2, sharey=True)
     for ax, scope in zip(axes, SCOPES, strict=True):
         for bn in (False, True):
@@ -511,7 +498,7 @@ def _ioffe(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartR
                     f"{np.mean([r['accuracy'][-1] for r in runs[bn]]):.3f}",
                     f"{drift[bn]:.3f}"] for bn in (False, True)])
 
-    fig = _figure(figsize=(12, 3.4))
+    fig = new_figure(figsize=(12, 3.4))
     axes = fig.subplots(1, 3)
     for bn in (False, True):
         r = runs[bn][0]
@@ -581,7 +568,7 @@ def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> Stud
         "d": lambda: _regularization(splits, cfg, seeds),
         "e": lambda: _ioffe(splits, cfg, seeds, out),
     }
-    with _blas_single_thread():
+    with blas_single_thread():
         for key, part in parts.items():
             t = time.perf_counter()
             part_verdicts, table, part_figures, part_numbers = part()

@@ -12,13 +12,16 @@ from __future__ import annotations
 import io
 import json
 import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trainlab.checkpoint import atomic_write_bytes
 
-__all__ = ["Verdict", "Table", "StudyResult", "save_figure", "verdict"]
+__all__ = ["Verdict", "Table", "StudyResult", "save_figure", "verdict", "blas_single_thread", "new_figure",
+           "study_seeds"]
 
 
 @dataclass
@@ -127,3 +130,36 @@ def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> str:
     plt.close(fig)
     atomic_write_bytes(path, buf.getvalue())
     return str(path)
+
+
+@contextmanager
+def blas_single_thread() -> Iterator[None]:
+    """Run BLAS single-threaded: the studies' matrices are small and threads only contend."""
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
+        ctx: Any = nullcontext()
+    else:
+        ctx = threadpool_limits(limits=1, user_api="blas")
+    with ctx:
+        yield
+
+
+def new_figure(**kwargs: Any) -> Any:
+    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def study_seeds(name: str, seeds: Iterable[int], quick: bool) -> tuple[int, ...]:
+    """The seeds a study runs: all of ``seeds``, or the first one when ``quick``; never empty."""
+    chosen = tuple(int(s) for s in seeds)
+    if quick:
+        chosen = chosen[:1]
+    if not chosen:
+        raise ValueError(f"{name}: seeds must not be empty")
+    return chosen

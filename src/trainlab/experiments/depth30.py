@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from trainlab import data, models, nn
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure
+from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
 from trainlab.experiments.init_train import TrainRun, TrainSetting, study_command, train_mlp
 
 __all__ = ["run", "initial_statistics", "DEFAULT_SEEDS", "SETTING"]
@@ -138,9 +138,7 @@ def run(
     """Run the study; ``quick`` trains with the first seed only (same setting)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = tuple(int(s) for s in seeds)[:1] if quick else tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("depth-30: seeds must not be empty")
+    seeds = study_seeds("depth-30", seeds, quick)
     splits = data.load("digits")
     results = {i: [train_mlp(i, "relu", s, SETTING, splits) for s in seeds] for i in INITS}
     stats = {i: initial_statistics(i, seeds[0], SETTING, splits) for i in INITS}

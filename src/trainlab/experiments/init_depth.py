@@ -39,7 +39,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trainlab import nn
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure
+from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
 from trainlab.experiments.init_train import study_command
 from trainlab.nn.activation import get as get_activation
 
@@ -385,9 +385,7 @@ def run(
     """Run the study; ``quick`` uses the first seed and 500 instead of 1000 input examples."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = tuple(int(s) for s in seeds)[:1] if quick else tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("init-depth: seeds must not be empty")
+    seeds = study_seeds("init-depth", seeds, quick)
     n = QUICK_SAMPLES if quick else SAMPLES
     stats: dict[tuple[str, str], list[LayerStatistics]] = {}
     for init_index, init_name in enumerate(INITS):

@@ -37,7 +37,7 @@ from typing import NamedTuple
 import numpy as np
 
 from trainlab import data, models, nn, optim
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure
+from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
 from trainlab.train import Trainer
 
 __all__ = [
@@ -229,9 +229,7 @@ def run(
     """Run the study; ``quick`` trains with the first seed only (same setting)."""
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    seeds = tuple(int(s) for s in seeds)[:1] if quick else tuple(int(s) for s in seeds)
-    if not seeds:
-        raise ValueError("init-train: seeds must not be empty")
+    seeds = study_seeds("init-train", seeds, quick)
     setting = SETTING
     splits = data.load("digits")
     results = {

@@ -33,8 +33,6 @@ import math
 import os
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,7 +41,15 @@ import numpy as np
 
 from trainlab import data, models, nn, optim
 from trainlab.experiments import surfaces as S
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, verdict
+from trainlab.experiments.common import (
+    StudyResult,
+    Table,
+    Verdict,
+    blas_single_thread,
+    new_figure,
+    save_figure,
+    verdict,
+)
 
 __all__ = ["run", "OPTIMIZERS", "ADAPTIVE", "DEFAULT_SEEDS", "QUICK_SEEDS", "MLP_LRS"]
 
@@ -102,17 +108,6 @@ QUICK = Config(surface_lrs=tuple(np.logspace(-3, 0, 7)), valley_steps=3000, sadd
                rosenbrock_steps=1000, mlp_epochs=5, gif_frames=20)
 
 
-@contextmanager
-def _blas_single_thread() -> Iterator[None]:
-    """Run BLAS single-threaded: these matrices are tiny and threads only contend."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        ctx: Any = nullcontext()
-    else:
-        ctx = threadpool_limits(limits=1, user_api="blas")
-    with ctx:
-        yield
 
 
 def _fmt_lr(lr: float) -> str:
@@ -164,14 +159,6 @@ def _contour(ax: Any, surface: S.Surface) -> None:
     ax.tick_params(labelsize=7)
 
 
-def _figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg
-    from matplotlib.figure import Figure
-
-    fig = Figure(**kwargs)
-    FigureCanvasAgg(fig)
-    return fig
 
 
 def _log_norm() -> Any:
@@ -182,7 +169,7 @@ def _log_norm() -> Any:
 
 def _panels(display: dict[str, dict[str, tuple[S.Trajectory, float]]]) -> tuple[Any, list[Any], list[Any]]:
     """A 1x3 figure with contours and one (empty) line per optimizer per panel."""
-    fig = _figure(figsize=(12.5, 4.2))
+    fig = new_figure(figsize=(12.5, 4.2))
     axes = fig.subplots(1, 3)
     lines = []
     for ax, (sname, runs) in zip(axes, display.items(), strict=True):
@@ -305,7 +292,7 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
         tracks.append([(ax.transData.transform(_clip(traj.points[: horizon[sname] + 1], surface))
                         + [0, strip], line.get_color(), (x0, y0 + strip, w, h)) for line, traj in panel])
 
-    anim_fig = _figure(figsize=(width / dpi, height / dpi), dpi=dpi)
+    anim_fig = new_figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     canvas_ax = anim_fig.add_axes((0.0, 0.0, 1.0, 1.0))
     canvas_ax.imshow(background, extent=(0, width, 0, height), origin="upper", interpolation="nearest")
     canvas_ax.set_xlim(0, width)
@@ -535,7 +522,7 @@ def _mlp_study(cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
                      "val accuracy"],
                     rows)]
 
-    fig = _figure(figsize=(11, 4))
+    fig = new_figure(figsize=(11, 4))
     ax, ax2 = fig.subplots(1, 2)
     for n in OPTIMIZERS:
         runs = results[n][best[n]]
@@ -588,7 +575,7 @@ def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> Stud
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
-    with _blas_single_thread():
+    with blas_single_thread():
         v1, t1, f1, n1 = _surface_study(cfg, out)
         v2, t2, f2, n2 = _mlp_study(cfg, seeds, out)
     summary = (

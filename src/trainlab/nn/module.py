@@ -19,7 +19,8 @@ Unlike PyTorch there is no autograd tape: each layer implements
 from __future__ import annotations
 
 from collections import OrderedDict
-from typing import Any, Callable, Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import numpy as np
 
