@@ -319,3 +319,37 @@ def test_conv_net_statistics_and_no_change():
     assert stats["dead_frac"] == np.mean(np.all(relu == 0, axis=0))
     np.testing.assert_allclose(stats["act_std"], relu.std(), rtol=1e-5)
     assert "weight.update_ratio" in monitor.steps[-2].layers["0"]
+
+
+def test_low_update_ratio_after_a_decayed_schedule_is_not_flagged():
+    """A ratio that was healthy earlier in the run was lowered by a schedule, not set too low."""
+    from trainlab import Monitor, nn, optim
+
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(20, 30, rng=rng), nn.ReLU(), nn.Linear(30, 5, rng=rng))
+    opt = optim.SGD(model.parameters(), lr=0.05)
+    monitor = Monitor(model, every=1)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = rng.standard_normal((64, 20)).astype(np.float32), rng.integers(0, 5, 64)
+
+    def step(i):
+        monitor.begin_step(i)
+        loss_fn(model(x), y)
+        model.backward(loss_fn.backward())
+        opt.step()
+        opt.zero_grad()
+        monitor.end_step(i)
+
+    for i in range(5):
+        step(i)
+    opt.param_groups[0]["lr"] = 1e-9  # the end of a cosine schedule
+    for i in range(5, 12):
+        step(i)
+    assert not [f for f in monitor.diagnose() if f.kind == "update_ratio_low"]
+
+    model2 = nn.Sequential(nn.Linear(20, 30, rng=rng), nn.ReLU(), nn.Linear(30, 5, rng=rng))
+    opt = optim.SGD(model2.parameters(), lr=1e-9)
+    model, monitor = model2, Monitor(model2, every=1)
+    for i in range(6):
+        step(i)
+    assert [f for f in monitor.diagnose() if f.kind == "update_ratio_low"]

@@ -39,7 +39,8 @@ these rule-of-thumb thresholds (module constants):
 * dead ReLUs: more than :data:`DEAD_FRACTION` zeros (a ReLU layer sits near 50%, and at up
   to ~70% deep in a narrow he-initialised net, so 50% would flag healthy networks);
 * update ratio of a weight (``ndim >= 2``) above :data:`UPDATE_RATIO_HIGH` (lower the
-  learning rate) or below :data:`UPDATE_RATIO_LOW` (raise it); about ``1e-3`` is
+  learning rate) or below :data:`UPDATE_RATIO_LOW` at every sampled step so far (raise it;
+  a ratio that was healthy earlier was lowered by a schedule); about ``1e-3`` is
   healthy (Karpathy, CS231n notes, "Neural Networks Part 3: ratio of weights:updates");
 * vanishing / exploding gradients: the gradient norm at the first layer's output is
   below :data:`GRAD_RATIO` (above ``1 / GRAD_RATIO``) times the last layer's.
@@ -564,9 +565,17 @@ class Monitor:
         if not ratios:
             return []
         findings = []
+        lowest = min(ratios)
+        # "too low" only if that parameter's ratio never reached the threshold in the whole history:
+        # a schedule that decays the lr towards the end of a run is not a learning rate set too low
+        try:
+            _, history = self.history(lowest[1], f"{lowest[2].rsplit('.', 1)[-1]}.update_ratio")
+        except ValueError:  # recorded only by a step still in progress
+            history = np.zeros(0)
+        never_healthy = history.size == 0 or float(np.nanmax(history)) < UPDATE_RATIO_LOW
         for kind, (ratio, name, full), bad, advice in (
                 ("update_ratio_high", max(ratios), max(ratios)[0] > UPDATE_RATIO_HIGH, "lower"),
-                ("update_ratio_low", min(ratios), min(ratios)[0] < UPDATE_RATIO_LOW, "raise")):
+                ("update_ratio_low", lowest, lowest[0] < UPDATE_RATIO_LOW and never_healthy, "raise")):
             if bad:
                 findings.append(Finding(kind, name, f"update ratio {_g(ratio)} in layer {name} ({full})",
                                         {"ratio": ratio}, f"{advice} the learning rate (aim for ~1e-3)"))
