@@ -24,6 +24,17 @@ import numpy as np
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm"]
 
 
+
+def _denominator(src: np.ndarray, eps: float, eps_inside_sqrt: bool, *, out: np.ndarray) -> np.ndarray:
+    """``sqrt(src + eps)`` (the seed's placement) or ``sqrt(src) + eps`` (PyTorch's), into ``out``."""
+    if eps_inside_sqrt:
+        np.add(src, eps, out=out)
+        np.sqrt(out, out=out)
+    else:
+        np.sqrt(src, out=out)
+        out += eps
+    return out
+
 def _scratch(work: Sequence[np.ndarray] | None, i: int, like: np.ndarray) -> np.ndarray:
     """The ``i``-th scratch array, or a fresh one shaped like ``like``."""
     if work is not None and len(work) > i:
@@ -135,12 +146,7 @@ def adagrad(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step:
     clr = lr / (1 + (step - 1) * lr_decay)
     np.multiply(d, d, out=s)
     state_sum += s
-    if eps_inside_sqrt:
-        np.add(state_sum, eps, out=s)
-        np.sqrt(s, out=s)
-    else:
-        np.sqrt(state_sum, out=s)
-        s += eps
+    _denominator(state_sum, eps, eps_inside_sqrt, out=s)
     np.divide(d, s, out=s)
     s *= clr
     param -= s
@@ -196,12 +202,7 @@ def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
         denom_src = s
     else:
         denom_src = square_avg
-    if eps_inside_sqrt:
-        np.add(denom_src, eps, out=s)
-        np.sqrt(s, out=s)
-    else:
-        np.sqrt(denom_src, out=s)
-        s += eps
+    _denominator(denom_src, eps, eps_inside_sqrt, out=s)
     np.divide(d, s, out=s)
     if momentum > 0:
         momentum_buffer *= momentum
