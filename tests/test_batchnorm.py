@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from gradcheck import check_layer
+from gradcheck import check_layer, numerical_grad, relative_error
 from trainlab import nn
 
 torch = pytest.importorskip("torch")
@@ -152,3 +152,150 @@ def test_buffers_are_not_parameters():
     assert [n for n, _ in bn.named_parameters()] == ["weight", "bias"]
     assert list(bn.state_dict()) == ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
     assert bn.state_dict()["num_batches_tracked"].dtype == np.int64
+
+
+
+# ---------------------------------------------------------------- channel-major inputs
+def _channel_major(a):
+    """The same values as ``a``, stored as a C-contiguous (C, N, ...) buffer (as Conv2d returns them)."""
+    out = np.ascontiguousarray(np.swapaxes(a, 0, 1)).swapaxes(0, 1)
+    assert _is_channel_major(out)
+    return out
+
+
+def _is_channel_major(a):
+    return a.swapaxes(0, 1).flags.c_contiguous and not a.flags.c_contiguous
+
+
+CM_CASES = [(nn.BatchNorm1d, "BatchNorm1d", (8, 6, 5)), (nn.BatchNorm2d, "BatchNorm2d", (4, 6, 5, 7)),
+            (nn.BatchNorm2d, "BatchNorm2d", (4, 3, 80, 60))]   # N*H*W >= 16384: the long-row views
+
+
+def _batches(shape, dtype, steps=5, seed=5):
+    """``steps`` (x, dy) pairs with per-channel offsets."""
+    rng = np.random.default_rng(seed)
+    offset = (1, -1) + (1,) * (len(shape) - 2)
+    return [((rng.standard_normal(shape) * 2.5 + rng.standard_normal(shape[1]).reshape(offset)).astype(dtype),
+             rng.standard_normal(shape).astype(dtype)) for _ in range(steps)]
+
+
+def _run(bn, batches, x_layout, dy_layout):
+    """Train on all but the last batch, evaluate on the last; per step (y, dx, dgamma, dbeta, running stats)."""
+    results = []
+    for step, (x, g) in enumerate(batches):
+        if step == len(batches) - 1:
+            bn.eval()
+        bn.zero_grad()
+        y = bn(x_layout(x))
+        dx = bn.backward(dy_layout(g))
+        grads = (bn.weight.grad.copy(), bn.bias.grad.copy()) if bn.affine else ()
+        stats = (bn.running_mean.copy(), bn.running_var.copy()) if bn.track_running_stats else ()
+        results.append((y, dx) + grads + stats)
+    return results
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("cls,tcls,shape", CM_CASES)
+def test_channel_major_matches_torch_float64(cls, tcls, shape, momentum):
+    rng = np.random.default_rng(4)
+    bn = _bn(cls, shape[1], rng, momentum=momentum)
+    tbn = _to_torch_bn(bn, getattr(torch.nn, tcls), torch.float64)
+    batches = _batches(shape, np.float64)
+    ours = _run(bn, batches, _channel_major, _channel_major)
+    for step, ((x, g), (y, dx, dw, db, rm, rv)) in enumerate(zip(batches, ours, strict=True)):
+        if step == len(batches) - 1:
+            tbn.eval()
+        tbn.zero_grad()
+        xt = torch.tensor(x, requires_grad=True)
+        yt = tbn(xt)
+        yt.backward(torch.from_numpy(g))
+        assert y.shape == dx.shape == shape
+        assert _is_channel_major(y) and _is_channel_major(dx)
+        for a, ref in [(y, yt), (dx, xt.grad), (dw, tbn.weight.grad), (db, tbn.bias.grad),
+                       (rm, tbn.running_mean), (rv, tbn.running_var)]:
+            assert np.max(np.abs(a - ref.detach().numpy())) <= 1e-10
+    assert int(bn.num_batches_tracked) == int(tbn.num_batches_tracked) == len(batches) - 1
+
+
+@pytest.mark.parametrize("kw", [{}, {"momentum": None}, {"affine": False}, {"track_running_stats": False}])
+@pytest.mark.parametrize("cls,tcls,shape", CM_CASES)
+def test_channel_major_matches_c_order_path_float32(cls, tcls, shape, kw):
+    rng = np.random.default_rng(6)
+    bn_c = _bn(cls, shape[1], rng, dtype=np.float32, **kw)
+    bn_cm = cls(shape[1], dtype=np.float32, **kw)
+    bn_cm.load_state_dict(bn_c.state_dict())
+    batches = _batches(shape, np.float32)
+    ref = _run(bn_c, batches, np.ascontiguousarray, np.ascontiguousarray)
+    got = _run(bn_cm, batches, _channel_major, _channel_major)
+    for r_step, g_step in zip(ref, got, strict=True):
+        assert _is_channel_major(g_step[0]) and _is_channel_major(g_step[1])
+        for r, g in zip(r_step, g_step, strict=True):
+            assert g.dtype == np.float32
+            np.testing.assert_allclose(g, r, rtol=1e-5, atol=1e-5 * max(1.0, np.max(np.abs(r))))
+
+
+@pytest.mark.parametrize("cls,tcls,shape", CM_CASES)
+@pytest.mark.parametrize("x_layout,dy_layout", [(_channel_major, np.ascontiguousarray),
+                                                (np.ascontiguousarray, _channel_major)])
+def test_mixed_layouts_of_x_and_dy(cls, tcls, shape, x_layout, dy_layout):
+    rng = np.random.default_rng(7)
+    bn_ref = _bn(cls, shape[1], rng)
+    bn = cls(shape[1], dtype=np.float64)
+    bn.load_state_dict(bn_ref.state_dict())
+    batches = _batches(shape, np.float64, steps=3)
+    ref = _run(bn_ref, batches, np.ascontiguousarray, np.ascontiguousarray)
+    got = _run(bn, batches, x_layout, dy_layout)
+    for r_step, g_step in zip(ref, got, strict=True):
+        # the output and dx come back in the layout of x, whatever the layout of dy
+        assert _is_channel_major(g_step[0]) == _is_channel_major(g_step[1]) == (x_layout is _channel_major)
+        for r, g in zip(r_step, g_step, strict=True):
+            np.testing.assert_allclose(g, r, rtol=1e-12, atol=1e-12)
+
+
+def test_channel_major_dy_of_other_dtype_is_cast():
+    rng = np.random.default_rng(8)
+    x, g = rng.standard_normal((4, 3, 5, 5)), rng.standard_normal((4, 3, 5, 5))
+    bn_ref, bn = nn.BatchNorm2d(3, dtype=np.float64), nn.BatchNorm2d(3, dtype=np.float64)
+    bn_ref(x)
+    bn(_channel_major(x))
+    dx = bn.backward(_channel_major(g.astype(np.float32)))
+    assert dx.dtype == np.float64 and _is_channel_major(dx)
+    np.testing.assert_allclose(dx, bn_ref.backward(g.astype(np.float32)), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("shape", [(1, 3, 4, 4), (5, 1, 4, 4), (1, 3, 6)])
+def test_n_or_c_of_one_is_c_ordered(shape):
+    """With N == 1 or C == 1 a channel-major array is C-contiguous too: the C-order result is returned."""
+    x = np.ascontiguousarray(np.random.default_rng(9).standard_normal(shape).swapaxes(0, 1)).swapaxes(0, 1)
+    assert x.flags.c_contiguous and x.swapaxes(0, 1).flags.c_contiguous
+    bn = (nn.BatchNorm2d if len(shape) == 4 else nn.BatchNorm1d)(shape[1], dtype=np.float64)
+    y = bn(x)
+    assert y.flags.c_contiguous and y.shape == shape
+    np.testing.assert_allclose(y.mean(axis=(0,) + tuple(range(2, len(shape)))), 0, atol=1e-12)
+
+
+@pytest.mark.parametrize("cls,shape", [(nn.BatchNorm1d, (3, 4, 5)), (nn.BatchNorm2d, (3, 2, 4, 3))])
+@pytest.mark.parametrize("mode", ["train", "eval", "no_affine"])
+def test_gradient_check_channel_major(cls, shape, mode):
+    """check_layer's central differences, with x perturbed through its (C, N, ...) buffer."""
+    rng = np.random.default_rng(10)
+    bn = _bn(cls, shape[1], rng, affine=mode != "no_affine")
+    if mode == "eval":
+        bn.running_mean[:] = rng.standard_normal(shape[1])
+        bn.running_var[:] = rng.uniform(0.5, 2, shape[1])
+        bn.eval()
+    buf = np.ascontiguousarray((rng.standard_normal(shape) * 2 + 1).swapaxes(0, 1))   # (C, N, ...)
+    x = buf.swapaxes(0, 1)
+    upstream = _channel_major(rng.standard_normal(shape))
+
+    def loss():
+        return float(np.sum(upstream * bn(x)))
+
+    bn.zero_grad()
+    bn(x)
+    dx = bn.backward(upstream)
+    assert _is_channel_major(dx)
+    errors = {"x": relative_error(numerical_grad(loss, buf).swapaxes(0, 1), dx)}
+    for name, p in bn.named_parameters():
+        errors[name] = relative_error(numerical_grad(loss, p.data), p.grad.copy())
+    assert max(errors.values()) <= 1e-6, errors

@@ -353,3 +353,98 @@ def test_grad_accumulates_over_backward_calls_and_zero_grad_clears():
     np.testing.assert_allclose(conv.bias.grad, 2 * g.sum(axis=(0, 2, 3)), rtol=1e-14)
     conv.zero_grad()
     assert not conv.weight.grad.any() and not conv.bias.grad.any()
+
+
+# --------------------------------------------------------------------------- memory layout
+def channel_major(a):
+    """The same (N, C, H, W) array stored as a C-contiguous (C, N, H, W) buffer."""
+    return np.ascontiguousarray(np.swapaxes(a, 0, 1)).swapaxes(0, 1)
+
+
+def is_channel_major(a):
+    return a.swapaxes(0, 1).flags.c_contiguous
+
+
+@pytest.mark.parametrize("name", list(CONV_CASES))
+def test_conv_output_and_dx_are_channel_major_and_any_layout_is_accepted(name):
+    torch = pytest.importorskip("torch")
+    conv, shape = make_conv(name)
+    twin = torch_conv(conv, torch.float64)
+    rng = np.random.default_rng(20)
+    x = rng.standard_normal(shape)
+    xt = torch.tensor(x, requires_grad=True)
+    yt = twin(xt)
+    g = rng.standard_normal(tuple(yt.shape))
+    yt.backward(torch.from_numpy(g))
+    for x_in, g_in in [(x, g), (channel_major(x), channel_major(g)), (x, channel_major(g)),
+                       (channel_major(x), g), (x[:, :, ::-1][:, :, ::-1], np.asfortranarray(g))]:
+        conv.zero_grad()
+        y = conv(x_in)
+        assert is_channel_major(y) and y.shape == tuple(yt.shape)
+        dx = conv.backward(g_in)
+        assert is_channel_major(dx) and dx.shape == x.shape and dx.dtype == np.float64
+        assert_close(y, yt.detach().numpy(), np.float64)
+        assert_close(dx, xt.grad.numpy(), np.float64)
+        assert_close(conv.weight.grad, twin.weight.grad.numpy(), np.float64)
+
+
+def test_conv_dx_in_small_blocks_equals_one_block(monkeypatch):
+    import trainlab.nn.conv as conv_module
+    conv, shape = make_conv("k3_s1_p1")
+    rng = np.random.default_rng(21)
+    x = rng.standard_normal((5, *shape[1:]))
+    y = conv(x)
+    g = rng.standard_normal(y.shape)
+    whole = conv.backward(g)
+    for block_bytes in (1, 3 * 8 * 9 * 6 * 9 * 2 + 1):      # one sample per block, then two
+        monkeypatch.setattr(conv_module, "_DX_BLOCK_BYTES", block_bytes)
+        conv(x)
+        assert np.array_equal(conv.backward(g), whole)
+
+
+@pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 2, 1), (2, 1, 0), (2, 3, 0)])
+def test_maxpool_keeps_the_layout_and_routes_like_torch(kernel, stride, padding):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(22)
+    x = np.maximum(rng.integers(-2, 3, (3, 4, 7, 8)), 0).astype(np.float32)   # many ties
+    xt = torch.tensor(x, requires_grad=True)
+    yt = torch.nn.MaxPool2d(kernel, stride, padding)(xt)
+    g = rng.standard_normal(tuple(yt.shape)).astype(np.float32)
+    yt.backward(torch.from_numpy(g))
+    pool = MaxPool2d(kernel, stride, padding)
+    for x_in, g_in in [(channel_major(x), channel_major(g)), (channel_major(x), g), (x, channel_major(g))]:
+        y = pool(x_in)
+        assert is_channel_major(y) == is_channel_major(x_in) and y.flags.c_contiguous != is_channel_major(x_in)
+        dx = pool.backward(g_in)
+        assert is_channel_major(dx) == is_channel_major(x_in)
+        assert np.array_equal(y, yt.detach().numpy())
+        np.testing.assert_allclose(dx, xt.grad.numpy(), rtol=1e-6, atol=1e-6)
+        if stride is None or stride >= kernel:
+            assert np.array_equal(dx, xt.grad.numpy())
+
+
+def test_layers_after_a_conv_keep_the_channel_major_layout():
+    """A conv-BN-ReLU-pool block passes channel-major arrays through, forward and backward."""
+    from trainlab.nn.batchnorm import BatchNorm2d
+    rng = np.random.default_rng(23)
+    net = Sequential(Conv2d(2, 4, 3, padding=1, rng=rng), BatchNorm2d(4), ReLU(), MaxPool2d(2))
+    x = rng.standard_normal((3, 2, 8, 8)).astype(np.float32)
+    h = x
+    for layer in net:
+        h = layer(h)
+        assert is_channel_major(h), type(layer).__name__
+    d = rng.standard_normal(h.shape).astype(np.float32)
+    for layer in reversed(list(net)):
+        d = layer.backward(d)
+        assert is_channel_major(d), type(layer).__name__
+
+
+def test_bias_gradient_is_a_column_sum():
+    from trainlab.nn.module import Parameter
+    rng = np.random.default_rng(24)
+    value = rng.standard_normal((5, 7))
+    p = Parameter(np.zeros(5))
+    p.sum_into_grad(value, axis=1)
+    np.testing.assert_allclose(p.grad, value.sum(axis=1), rtol=1e-14)
+    p.sum_into_grad(value, axis=1)
+    np.testing.assert_allclose(p.grad, 2 * value.sum(axis=1), rtol=1e-14)

@@ -34,22 +34,36 @@ _ZEROS: dict[np.dtype, np.ndarray] = {}
 _ROW = 16384     # rows of 2048-4096 values run ~40% slower than 8192+ (measured)
 
 
+def _memory_order(x: np.ndarray) -> np.ndarray | None:
+    """The 1-D view of ``x``'s memory when its elements fill one contiguous block, else None.
+
+    True for C-contiguous arrays and for any axis permutation of one (such as the
+    channel-major arrays Conv2d returns); ``np.empty_like(x)`` has the same layout.
+    """
+    if x.flags.c_contiguous:
+        return x.reshape(-1)
+    order = sorted(range(x.ndim), key=lambda axis: -x.strides[axis])
+    permuted = x.transpose(order)
+    return permuted.reshape(-1) if permuted.flags.c_contiguous else None
+
+
 def _relu(x: np.ndarray) -> np.ndarray:
-    """``np.maximum(x, 0)`` into a new array, about 2x faster for float arrays.
+    """``np.maximum(x, 0)`` into a new array of the same memory layout, about 2x faster for floats.
 
     NumPy's SIMD loop for ``maximum`` runs when both operands advance
-    (``maximum(x, 0)`` with a scalar does not vectorize), so a contiguous ``x``
+    (``maximum(x, 0)`` with a scalar does not vectorize), so the memory of ``x``
     is processed as rows of ``_ROW`` values against one row of zeros.
     """
     x = np.asarray(x)
-    if x.dtype not in (np.float32, np.float64) or not x.flags.c_contiguous or x.size < 2 * _ROW:
+    flat_x = _memory_order(x) if x.dtype in (np.float32, np.float64) and x.size >= 2 * _ROW else None
+    if flat_x is None:
         return np.maximum(x, x.dtype.type(0) if np.issubdtype(x.dtype, np.number) else 0)
     zeros = _ZEROS.get(x.dtype)
     if zeros is None:
         zeros = _ZEROS[x.dtype] = np.zeros(_ROW, dtype=x.dtype)
         zeros.flags.writeable = False
     out = np.empty_like(x)
-    flat_x, flat_out = x.reshape(-1), out.reshape(-1)
+    flat_out = _memory_order(out)
     main = flat_x.size - flat_x.size % _ROW
     np.maximum(flat_x[:main].reshape(-1, _ROW), zeros, out=flat_out[:main].reshape(-1, _ROW))
     if main < flat_x.size:

@@ -23,6 +23,13 @@ updated with the *unbiased* variance ``var * m / (m - 1)`` (the buffer starts at
 
 Placement (the seed): after a Linear or Conv2d layer, before the activation.
 
+Memory layout: a 3-D or 4-D input may be *channel-major*, i.e. ``x.swapaxes(0, 1)``
+is C-contiguous (a ``(C, N, ...)`` buffer seen as ``(N, C, ...)``, as Conv2d
+returns it). Such an input is normalized in place of layout, without a copy into
+``(N, C, ...)`` order, and the output is returned in the same layout (same shape
+and values, channel-major strides); backward returns ``dx`` in the layout of the
+forward input, whatever the layout of ``dy``.
+
 References:
     Ioffe & Szegedy, "Batch Normalization: Accelerating Deep Network Training by
     Reducing Internal Covariate Shift", ICML 2015. https://arxiv.org/abs/1502.03167
@@ -41,14 +48,33 @@ __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
 
 class _BNCache(NamedTuple):
-    centered: np.ndarray       # x - mean, C-contiguous (N, C, S) (S = 1 for 2-D input); a reused buffer
+    centered: np.ndarray       # x - mean, C-contiguous (n, c, s) (see _BatchNorm._as_ncs); a reused buffer
     inv_std: np.ndarray        # 1 / sqrt(var + eps), shape (C,)
     input_shape: tuple[int, ...]
     batch_stats: bool          # True when normalized with batch statistics
+    channel_major: bool        # True when the input was channel-major: centered is (1, C, N*S)
 
 
 _VECDOT = getattr(np, "vecdot", None)     # NumPy >= 2.0
 _ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
+
+
+def _is_channel_major(a: np.ndarray) -> bool:
+    """True when ``a`` (3-D or 4-D) is a C-contiguous ``(C, N, ...)`` buffer seen as ``(N, C, ...)``.
+
+    An array that is C-contiguous as well (N == 1 or C == 1) counts as C-ordered.
+    """
+    return a.ndim >= 3 and not a.flags.c_contiguous and a.swapaxes(0, 1).flags.c_contiguous
+
+
+def _from_ncs(a3: np.ndarray, shape: tuple[int, ...], channel_major: bool) -> np.ndarray:
+    """The ``(n, c, s)`` array ``a3`` seen with the ``(N, C, ...)`` shape ``shape`` (a view).
+
+    Channel-major data (``(1, C, N*S)``) comes back as a channel-major view.
+    """
+    if channel_major:
+        return a3.reshape((shape[1], shape[0]) + tuple(shape[2:])).swapaxes(0, 1)
+    return a3.reshape(shape)
 
 
 def _ones(n: int, dtype: np.dtype) -> np.ndarray:
@@ -94,21 +120,36 @@ class _Views:
     So the data is viewed as ``(N / k, k*C*S)`` rows of at least ``_ROW`` values
     (``k`` a power of two dividing N) and each per-channel vector is expanded once
     to one such row (``tile(repeat(v, S), k)``, a few KiB).
+
+    When ``S >= _ROW`` each ``(N*C, S)`` row is already long, so the data is viewed
+    that way and the vector broadcast as a column (``v[:, None]``, tiled N times when
+    N > 1) rather than expanded to a row of ``C*S`` values. The same holds when
+    ``N == 1`` (a channel-major input is seen as ``(1, C, N*S)``) and ``C*S >= _ROW``:
+    the expanded row would be as large as the data, and building it costs more than
+    the column broadcast saves, whatever ``S``.
     """
 
     _ROW = 16384
 
     def __init__(self, n: int, c: int, s: int) -> None:
+        self.n, self.s = n, s
+        self.long_rows = s >= self._ROW or (n == 1 and c * s >= self._ROW)
+        if self.long_rows:
+            self.k = 1
+            self.shape = (n * c, s)
+            return
         k = 1
         while 0 < c * s * k < self._ROW and n % (2 * k) == 0:
             k *= 2
-        self.k, self.s = k, s
+        self.k = k
         self.shape = (n // k, k * c * s)
 
     def data(self, a3: np.ndarray) -> np.ndarray:
         return a3.reshape(self.shape)
 
     def channel(self, v: np.ndarray) -> np.ndarray:
+        if self.long_rows:
+            return (np.tile(v, self.n) if self.n > 1 else v)[:, None]
         if self.s > 1:
             v = np.repeat(v, self.s)
         return np.tile(v, self.k) if self.k > 1 else v
@@ -164,16 +205,27 @@ class _BatchNorm(Module):
         self._cache = None
 
     # ---------------------------------------------------------------- helpers
-    def _as_ncs(self, x: np.ndarray) -> np.ndarray:
-        """Validate ``x`` and view it as a C-contiguous float (N, C, S) array (S = 1 for 2-D input)."""
+    def _as_ncs(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        """Validate ``x`` and view it as a C-contiguous float ``(n, c, s)`` array; also return whether
+        ``x`` is channel-major.
+
+        An ``(N, C, ...)`` input is seen as ``(N, C, S)`` (``S`` the spatial size, 1 for
+        2-D input), copied to C order first if it is neither C-contiguous nor channel-major.
+        A channel-major input (3-D or 4-D, ``x.swapaxes(0, 1)`` C-contiguous but ``x``
+        not) is seen without a copy as ``(1, C, N*S)``: the same per-channel statistics
+        over ``m = N*S`` values.
+        """
         x = np.asarray(x)
         if x.ndim not in self._ranks or x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected input of shape "
                              f"{self._layout.format(C=self.num_features)}, got {x.shape}")
         if x.dtype != np.float32 and x.dtype != np.float64:
-            x = x.astype(np.result_type(x.dtype, np.float32))   # ints -> float64, float16 -> float32
+            x = x.astype(np.result_type(x.dtype, np.float32))   # ints -> float64, float16 -> float32 (same layout)
         n, c = x.shape[:2]
-        return np.ascontiguousarray(x).reshape(n, c, math.prod(x.shape[2:]))
+        s = math.prod(x.shape[2:])
+        if _is_channel_major(x):
+            return x.swapaxes(0, 1).reshape(1, c, n * s), True
+        return np.ascontiguousarray(x).reshape(n, c, s), False
 
     def _use_batch_stats(self) -> bool:
         return self.training or not self.track_running_stats
@@ -192,9 +244,10 @@ class _BatchNorm(Module):
         ``mean`` is a BLAS reduction; ``xc = x - mean`` goes into a buffer reused
         across steps (backward reads it); ``var = sum(xc^2) / m`` (two-pass, as
         PyTorch's CPU kernel, so a large mean costs no precision); then
-        ``y = xc * (gamma / sqrt(var + eps)) + beta``.
+        ``y = xc * (gamma / sqrt(var + eps)) + beta``. A channel-major ``x`` is read
+        without a copy and ``y`` is returned channel-major (see the module docstring).
         """
-        x3 = self._as_ncs(x)
+        x3, channel_major = self._as_ncs(x)
         n, c, s = x3.shape
         dtype = x3.dtype
         views = _Views(n, c, s)
@@ -221,7 +274,7 @@ class _BatchNorm(Module):
         inv_std = (var + dtype.type(self.eps)).astype(dtype, copy=False)
         np.sqrt(inv_std, out=inv_std)
         np.divide(dtype.type(1), inv_std, out=inv_std)
-        self._cache = _BNCache(centered, inv_std, np.shape(x), batch_stats)
+        self._cache = _BNCache(centered, inv_std, np.shape(x), batch_stats, channel_major)
         out = np.empty(x3.shape, dtype=dtype)
         ov = views.data(out)
         if self.affine:
@@ -229,7 +282,7 @@ class _BatchNorm(Module):
             np.add(ov, views.channel(self.bias.data.astype(dtype, copy=False)), out=ov)
         else:
             np.multiply(cv, views.channel(inv_std), out=ov)
-        return out.reshape(np.shape(x))
+        return _from_ncs(out, np.shape(x), channel_major)
 
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         self.num_batches_tracked = self.num_batches_tracked + 1
@@ -248,17 +301,27 @@ class _BatchNorm(Module):
         With ``xc = x - mean``, ``k1 = inv_std^2 * sum(dy * xc) / m`` and ``k0 = sum(dy) / m``::
 
             dx = gamma * inv_std * (dy - k0 - xc * k1)
+
+        ``dx`` has the layout of the forward input. After a channel-major forward a
+        channel-major ``dy`` is read without a copy (any other ``dy`` is copied once
+        into that layout); after a C-ordered forward ``dy`` is read in C order.
         """
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        centered, inv_std, input_shape, batch_stats = self._cache
+        centered, inv_std, input_shape, batch_stats, channel_major = self._cache
         n, c, s = centered.shape
         dtype = centered.dtype
         views = _Views(n, c, s)
         dy = np.asarray(dout)
-        if dy.dtype != dtype or not dy.flags.c_contiguous:
-            dy = np.ascontiguousarray(dy, dtype=dtype)
-        dy3 = dy.reshape(n, c, s)
+        if channel_major:
+            dyt = dy.reshape(input_shape).swapaxes(0, 1)
+            if dyt.dtype != dtype or not dyt.flags.c_contiguous:
+                dyt = np.ascontiguousarray(dyt, dtype=dtype)
+            dy3 = dyt.reshape(n, c, s)
+        else:
+            if dy.dtype != dtype or not dy.flags.c_contiguous:
+                dy = np.ascontiguousarray(dy, dtype=dtype)
+            dy3 = dy.reshape(n, c, s)
         sum_dy = _channel_sum(dy3)
         sum_dy_xhat = _channel_dot(dy3, centered)
         sum_dy_xhat *= inv_std
@@ -272,7 +335,7 @@ class _BatchNorm(Module):
         dyv, dxv, scale_b = views.data(dy3), views.data(dx), views.channel(scale)
         if not batch_stats:
             np.multiply(dyv, scale_b, out=dxv)
-            return dx.reshape(input_shape)
+            return _from_ncs(dx, input_shape, channel_major)
         inv_m = dtype.type(1.0 / (n * s))
         k1 = sum_dy_xhat * inv_std
         k1 *= inv_m
@@ -281,11 +344,14 @@ class _BatchNorm(Module):
         np.add(dxv, views.channel(k0), out=dxv)                         # + k0
         np.subtract(dyv, dxv, out=dxv)                                  # dy - k0 - xc * k1
         np.multiply(dxv, scale_b, out=dxv)                              # * gamma * inv_std
-        return dx.reshape(input_shape)
+        return _from_ncs(dx, input_shape, channel_major)
 
 
 class BatchNorm1d(_BatchNorm):
     """Batch normalization over ``(N, C)`` or ``(N, C, L)`` inputs, per channel ``C``.
+
+    A channel-major ``(N, C, L)`` input (``x.swapaxes(0, 1)`` C-contiguous) is
+    normalized without a copy and the output returned in the same layout.
 
     Args:
         num_features: ``C``.
@@ -302,6 +368,10 @@ class BatchNorm1d(_BatchNorm):
 
 class BatchNorm2d(_BatchNorm):
     """Batch normalization over ``(N, C, H, W)`` inputs, per channel (statistics over N, H, W).
+
+    A channel-major input (a C-contiguous ``(C, N, H, W)`` buffer seen as ``(N, C, H, W)``,
+    as Conv2d returns it) is normalized without a copy and the output returned in the
+    same layout.
 
     Arguments as :class:`BatchNorm1d`.
     """

@@ -1,26 +1,37 @@
 """Conv2d, MaxPool2d and Flatten: the layers of a small convolutional network (NCHW, like PyTorch).
 
+Memory layout. Arrays are ``(N, C, H, W)``-shaped as in PyTorch, but Conv2d returns
+its output (and its input gradient) **channel-major**: the memory is a C-contiguous
+``(C, N, H, W)`` buffer and the returned array is its ``transpose(1, 0, 2, 3)`` view,
+the way PyTorch tensors carry a memory format. Shape, values and indexing are those
+of any NCHW array; only the strides differ (``np.ascontiguousarray`` gives the NCHW
+order). The GEMMs below produce exactly this layout, so no transposing copy is made;
+BatchNorm2d, the activations and MaxPool2d keep the layout they receive.
+
 Conv2d is an im2col convolution arranged so that each pass is one large GEMM:
 
-* the input is copied once into a reused, zero-padded buffer in **channel-major**
-  layout ``(C, N, H + 2p + 1, W')`` (the extra zero row and the width ``W'``,
-  a multiple of the stride, give the strided reads below room to run);
-* ``cols (C*kh*kw, N*L)`` is one strided-view copy of that buffer, where the
-  ``L`` positions of a sample are ``Ho`` output rows of ``Wr`` columns. For
-  stride-1 rows ``Wr = W' / s`` ("wide" rows: the padded width, not ``Wo``), so
-  each ``(c, i, j)`` row of ``cols`` is one contiguous run per sample and the
-  col2im adds are long contiguous runs; the ``Wr - Wo`` extra columns per row
-  are computed and dropped (the upstream gradient is zero there). Where the
-  extra columns would waste more than they save, ``Wr = Wo`` (exact im2col);
-* forward ``W (F, K) @ cols`` and ``dW = dY (F, N*L) @ cols^T`` are one BLAS call
-  each; ``dx`` is ``kh*kw`` products ``W[:, :, u, v]^T @ dY``, each added (strided) into
-  the padded gradient, so the ``(K, N*L)`` ``dcols`` is never materialized.
+* the input is copied once into a reused, zero-padded buffer in channel-major
+  layout ``(C, N, H + 2p + 1, W')`` (the extra zero row and the width ``W'``, a
+  multiple of the stride, give the strided reads below room to run);
+* forward: ``cols (C*kh*kw, N*Ho*Wo)`` is one strided-view copy of that buffer and
+  ``y = W (F, K) @ cols`` is one BLAS call whose ``(F, N*Ho*Wo)`` result *is* the
+  channel-major output; the bias is added in place;
+* backward: ``dY`` is the ``(F, N*Ho*Wo)`` view of a channel-major upstream gradient
+  (one copy otherwise); ``dW = dY @ cols^T`` is one BLAS call and ``db = dY @ 1``
+  one matrix-vector product;
+* ``dx = col2im(W^T dY)``: ``W^T dY`` is computed a few samples at a time into one
+  reused block of a few MiB (so the full ``(K, N*L)`` ``dcols`` never exists), and
+  each kernel tap of the block is added (strided) into a zero-padded gradient buffer.
+  For stride-1 rows the upstream gradient is first widened to ``Wr = W' / s``
+  columns (the padded width, zeros in the extra ``Wr - Wo`` columns), which makes
+  every tap's add one long contiguous run per sample; where the extra columns
+  would waste more than they save, ``Wr = Wo``.
 
 Only ``cols`` (which backward needs) is kept per layer between calls while the
-shapes stay the same; the other scratch arrays (padded input, ``W cols``, the
-transposed upstream gradient, the ``W^T dY`` blocks, the padded input gradient)
-are views of one per-thread arena shared by all Conv2d layers (see ``_Scratch``),
-and the full ``dcols`` is never built. Arrays handed to the caller are always new.
+shapes stay the same; the other scratch arrays (padded input, a copied upstream
+gradient, the ``W^T dY`` block, the padded input gradient) are views of one
+per-thread arena shared by all Conv2d layers (see ``_Scratch``). Arrays handed to
+the caller are always new.
 """
 
 from __future__ import annotations
@@ -40,6 +51,8 @@ __all__ = ["Conv2d", "MaxPool2d", "Flatten"]
 
 # Use wide rows when they add at most this fraction of extra GEMM columns.
 _WIDE_ROWS_MAX_WASTE = 0.35
+# Compute W^T dY for at most this many bytes of dcols at a time (cache-sized blocks).
+_DX_BLOCK_BYTES = 4 << 20
 
 
 _ARENA = threading.local()
@@ -106,11 +119,11 @@ class _Geometry(NamedTuple):
     wo: int
     rows: int      # rows of the padded buffer: H + 2 ph + 1
     row_len: int   # W' = padded width rounded up to a multiple of the column stride
-    wr: int        # positions per output row in cols (Wo, or W' / sw for wide rows)
+    wr: int        # positions per output row of the widened dY in backward (Wo, or W' / sw)
 
 
 class _Conv2dCache(NamedTuple):
-    cols: np.ndarray        # (C*kh*kw, N*Ho*Wr), the im2col of the input
+    cols: np.ndarray        # (C*kh*kw, N*Ho*Wo), the im2col of the input
     geometry: _Geometry
     dtype: np.dtype         # the dtype the GEMMs ran in
 
@@ -212,23 +225,26 @@ class Conv2d(InitializedLayer):
         self._scratch.clear()
         self._cache = None
 
-    def _windows(self, padded: np.ndarray, g: _Geometry, i: int = 0, j: int = 0,
-                 taps: bool = True) -> np.ndarray:
-        """Strided view of a padded ``(C, N, rows, W')`` buffer.
+    def _windows(self, padded: np.ndarray, g: _Geometry, width: int) -> np.ndarray:
+        """Read-only ``(C, kh, kw, N, Ho, width)`` view of a padded ``(C, N, rows, W')`` buffer.
 
-        ``taps=True``: ``(C, kh, kw, N, Ho, Wr)``, element ``[c, u, v, n, y, x]`` at
-        ``[c, n, s_h y + u, s_w x + v]`` (flattened over rows). ``taps=False``: the
-        ``(C, N, Ho, Wr)`` slice for kernel tap ``(i, j)``.
+        Element ``[c, u, v, n, y, x]`` is ``padded[c, n, s_h y + u, s_w x + v]`` (flattened
+        over rows, so ``x >= Wo`` runs on into the padding).
         """
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
         e = padded.itemsize
         sc, sn = g.n * g.rows * g.row_len * e, g.rows * g.row_len * e
-        sy, sx = sh * g.row_len * e, sw * e
-        if taps:
-            return as_strided(padded, (g.c, kh, kw, g.n, g.ho, g.wr),
-                              (sc, g.row_len * e, e, sn, sy, sx), writeable=False)
-        start = padded.reshape(-1)[i * g.row_len + j:]
-        return as_strided(start, (g.c, g.n, g.ho, g.wr), (sc, sn, sy, sx))
+        return as_strided(padded, (g.c, kh, kw, g.n, g.ho, width),
+                          (sc, g.row_len * e, e, sn, sh * g.row_len * e, sw * e), writeable=False)
+
+    def _tap_window(self, padded: np.ndarray, g: _Geometry, i: int, j: int, n0: int, count: int,
+                    width: int) -> np.ndarray:
+        """Writable ``(C, count, Ho, width)`` view of kernel tap ``(i, j)`` for samples ``n0..``."""
+        (sh, sw) = self.stride
+        e = padded.itemsize
+        start = padded.reshape(-1)[(n0 * g.rows + i) * g.row_len + j:]
+        return as_strided(start, (g.c, count, g.ho, width),
+                          (g.n * g.rows * g.row_len * e, g.rows * g.row_len * e, sh * g.row_len * e, sw * e))
 
     # ----------------------------------------------------------------- forward / backward
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -240,27 +256,23 @@ class Conv2d(InitializedLayer):
         if dtype not in (np.float32, np.float64):
             dtype = weight.dtype
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
-        k = g.c * kh * kw
+        f, k, positions = self.out_channels, g.c * kh * kw, g.n * g.ho * g.wo
 
         self._cache = None      # release the previous step's cols before building new ones
-        padded, out_t = _Scratch([(g.c, g.n, g.rows, g.row_len),
-                                  (self.out_channels, g.n * g.ho * g.wr)], dtype).views
+        padded = _Scratch([(g.c, g.n, g.rows, g.row_len)], dtype).views[0]
         padded.fill(0)
         np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
         # cols is what backward needs; it is reused across steps (never handed out).
-        cols = self._buffer("cols", (k, g.n * g.ho * g.wr), dtype)
-        np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wr), self._windows(padded, g))
+        cols = self._buffer("cols", (k, positions), dtype)
+        np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wo), self._windows(padded, g, g.wo))
+        del padded
 
-        np.matmul(weight.reshape(self.out_channels, k).astype(dtype, copy=False), cols, out=out_t)
-        out_t = out_t.reshape(self.out_channels, g.n, g.ho, g.wr)[..., :g.wo].transpose(1, 0, 2, 3)
-        out = np.empty((g.n, self.out_channels, g.ho, g.wo), dtype=dtype)
+        out = np.empty((f, positions), dtype=dtype)    # channel-major (F, N, Ho, Wo)
+        np.matmul(weight.reshape(f, k).astype(dtype, copy=False), cols, out=out)
         if self.bias is not None:
-            np.add(out_t, self.bias.data.astype(dtype, copy=False)[:, None, None], out=out)
-        else:
-            np.copyto(out, out_t)
-        del out_t, padded
+            np.add(out, self.bias.data.astype(dtype, copy=False)[:, None], out=out)
         self._cache = _Conv2dCache(cols, g, np.dtype(dtype))
-        return out
+        return out.reshape(f, g.n, g.ho, g.wo).transpose(1, 0, 2, 3)
 
     #: ``backward(dout, input_grad=False)`` skips dx (used by Sequential for data inputs)
     can_skip_input_grad = True
@@ -276,50 +288,88 @@ class Conv2d(InitializedLayer):
                              f"{expected}, got {dout.shape}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         f, k = self.out_channels, g.c * kh * kw
+        wide = input_grad and g.wr > g.wo
+        width = g.wr if wide else g.wo
+        per_sample = g.ho * width
+        chunk = max(1, min(g.n, _DX_BLOCK_BYTES // max(1, k * per_sample * dtype.itemsize)))
 
-        # dY as (F, N*Ho*Wr); the Wr - Wo extra columns are zero.
-        shapes = [(f, g.n, g.ho, g.wr)]
+        # dY as (F, N*Ho*Wo): a view of a channel-major dout, else one copy
+        dout_t = dout.transpose(1, 0, 2, 3)
+        copy_dy = dout.dtype != dtype or not dout_t.flags.c_contiguous
+        shapes = [(f, g.n, g.ho, g.wo)] if copy_dy else []
         if input_grad:
-            shapes += [(g.c, g.n, g.rows, g.row_len), (g.c, g.n * g.ho * g.wr)]
+            shapes += [(f, g.n, g.ho, width)] if wide else []
+            shapes += [(g.c, g.n, g.rows, g.row_len), (k, chunk * per_sample)]
         scratch = _Scratch(shapes, dtype).views
-        dout_t = scratch[0]
-        if g.wr > g.wo:
-            dout_t[..., g.wo:] = 0
-        np.copyto(dout_t[..., :g.wo], dout.transpose(1, 0, 2, 3), casting="unsafe")
-        dout_t = dout_t.reshape(f, -1)
+        if copy_dy:
+            dy = scratch.pop(0)
+            np.copyto(dy, dout_t, casting="unsafe")
+        else:
+            dy = dout_t
+        dy = dy.reshape(f, -1)
 
         wgrad = self.weight
         if wgrad._grad_is_zero and wgrad._grad.dtype == dtype:
-            np.matmul(dout_t, cols.T, out=wgrad._grad.reshape(f, k))
+            np.matmul(dy, cols.T, out=wgrad._grad.reshape(f, k))
             wgrad.mark_grad_written()
         else:
-            wgrad.accumulate_grad((dout_t @ cols.T).reshape(self.weight.data.shape))
+            wgrad.accumulate_grad((dy @ cols.T).reshape(self.weight.data.shape))
         if self.bias is not None:
-            self.bias.sum_into_grad(dout_t, axis=1)
+            self.bias.sum_into_grad(dy, axis=1)
         if not input_grad:
             return None
 
-        # dx = col2im(W^T dY), one kernel tap at a time: (C, F) @ (F, N*Ho*Wr) per tap (u, v)
-        # into one reused block, so the full (C*kh*kw, N*Ho*Wr) dcols never exists.
-        taps_w = np.ascontiguousarray(self.weight.data.transpose(2, 3, 1, 0), dtype=dtype)
-        dpadded, block = scratch[1:]
+        if wide:    # dY widened to Wr columns per output row (zeros beyond Wo)
+            dy_wide = scratch.pop(0)
+            dy_wide[..., g.wo:] = 0
+            np.copyto(dy_wide[..., :g.wo], dy.reshape(f, g.n, g.ho, g.wo))
+            dy = dy_wide.reshape(f, -1)
+        dpadded, block = scratch
         dpadded.fill(0)
-        taps = block.reshape(g.c, g.n, g.ho, g.wr)
-        for i in range(kh):
-            for j in range(kw):
-                np.matmul(taps_w[i, j], dout_t, out=block)
-                window = self._windows(dpadded, g, i, j, taps=False)
-                window += taps
-        del block, dout_t, taps, scratch
-        dx = np.empty((g.n, g.c, g.h, g.w), dtype=dtype)
-        np.copyto(dx, dpadded[:, :, ph:ph + g.h, pw:pw + g.w].transpose(1, 0, 2, 3))
-        return dx
+        # dx = col2im(W^T dY), `chunk` samples at a time: the (K, N*Ho*width) dcols never exists.
+        weight_t = np.ascontiguousarray(self.weight.data.reshape(f, k).T, dtype=dtype)
+        for n0 in range(0, g.n, chunk):
+            count = min(chunk, g.n - n0)
+            dcols = block.reshape(-1)[:k * count * per_sample].reshape(k, count * per_sample)
+            np.matmul(weight_t, dy[:, n0 * per_sample:(n0 + count) * per_sample], out=dcols)
+            taps = dcols.reshape(g.c, kh, kw, count, g.ho, width)
+            for i in range(kh):
+                for j in range(kw):
+                    window = self._tap_window(dpadded, g, i, j, n0, count, width)
+                    window += taps[:, i, j]
+        del block, dy, taps, scratch, dcols
+        dx = np.empty((g.c, g.n, g.h, g.w), dtype=dtype)      # channel-major, as the output
+        np.copyto(dx, dpadded[:, :, ph:ph + g.h, pw:pw + g.w])
+        return dx.transpose(1, 0, 2, 3)
 
 
 class _MaxPoolCache(NamedTuple):
-    argmax: np.ndarray | None     # (N, C, Ho, Wo): window tap u*kw + v of each maximum
-    padded: np.ndarray | None     # the (-inf padded) input, kept instead when argmax is deferred
+    argmax: np.ndarray | None     # (B, Ho, Wo): window tap u*kw + v of each maximum
+    planes: np.ndarray | None     # the (-inf padded) (B, Hp, Wp) input, kept instead when argmax is deferred
     input_shape: tuple[int, ...]
+    channel_major: bool           # the planes are ordered (C, N), not (N, C)
+
+
+def _planes(x: np.ndarray) -> tuple[np.ndarray, bool]:
+    """The ``H x W`` planes of an ``(N, C, H, W)`` array as a C-contiguous ``(B, H, W)`` view.
+
+    ``B = N*C`` in the array's memory order: ``(N, C)`` for a C-contiguous array,
+    ``(C, N)`` (the flag ``True``) for a channel-major one; other layouts are copied
+    to C order first.
+    """
+    if not x.flags.c_contiguous and x.transpose(1, 0, 2, 3).flags.c_contiguous:
+        n, c, h, w = x.shape
+        return x.transpose(1, 0, 2, 3).reshape(c * n, h, w), True
+    x = np.ascontiguousarray(x)
+    return x.reshape(-1, *x.shape[2:]), False
+
+
+def _from_planes(planes: np.ndarray, shape: tuple[int, ...], channel_major: bool) -> np.ndarray:
+    """``(B, h, w)`` planes back to an ``(N, C, h, w)`` array (a view) in the given order."""
+    n, c = shape[:2]
+    if channel_major:
+        return planes.reshape(c, n, *planes.shape[1:]).transpose(1, 0, 2, 3)
+    return planes.reshape(n, c, *planes.shape[1:])
 
 
 class MaxPool2d(Module):
@@ -338,10 +388,15 @@ class MaxPool2d(Module):
         to the first maximum in row-major window order, and a NaN wins (the last NaN if
         several), exactly as PyTorch's CPU kernel chooses. Overlapping windows add up.
 
-    Each window tap ``(u, v)`` is a strided view of the input; with ``stride ==
-    kernel_size`` and no padding these are the slices of ``x.reshape(N, C, Ho, kh, Wo, kw)``
-    and nothing is copied. The position of each maximum is found in ``forward`` in training
-    mode and on demand in ``backward`` in eval mode.
+    The input is handled as ``B = N*C`` planes in its own memory order, so a
+    channel-major input (see the module docstring) gives a channel-major output and
+    input gradient. One strided copy gathers the ``kh*kw`` window taps into contiguous
+    ``(B, Ho, Wo)`` arrays (in a scratch arena shared with Conv2d); the maximum and
+    the index of the winning tap (``uint8``) are then running comparisons over
+    contiguous arrays. With disjoint windows the backward scatters each output
+    gradient to its input position in one indexed assignment; overlapping windows
+    add tap by tap. The winning taps are found in ``forward`` in training mode and
+    on demand in ``backward`` in eval mode.
     """
 
     transparent_to_init = True
@@ -356,6 +411,7 @@ class MaxPool2d(Module):
             raise ValueError(f"MaxPool2d: padding must be at most half of kernel_size, got "
                              f"padding={_show(self.padding)} for kernel_size={_show(self.kernel_size)}")
         self._cache: _MaxPoolCache | None = None
+        self._base: tuple[tuple, np.ndarray] | None = None   # (shape key, flat index of each window's corner)
 
     def extra_repr(self) -> str:
         s = f"kernel_size={_show(self.kernel_size)}, stride={_show(self.stride)}"
@@ -372,87 +428,131 @@ class MaxPool2d(Module):
         ho, wo = self._output_hw(tuple(input_shape))
         return (*tuple(input_shape)[:2], ho, wo)
 
-    def _taps(self, padded: np.ndarray, ho: int, wo: int) -> list[np.ndarray]:
-        """The ``kh*kw`` strided views ``padded[:, :, u + s_h i, v + s_w j]``, row-major in ``(u, v)``."""
+    def _tap_views(self, planes: np.ndarray, ho: int, wo: int, writeable: bool = False) -> np.ndarray:
+        """``(kh, kw, B, Ho, Wo)`` view: ``[u, v, b, i, j] = planes[b, s_h i + u, s_w j + v]``."""
         (kh, kw), (sh, sw) = self.kernel_size, self.stride
-        return [padded[:, :, u:u + sh * (ho - 1) + 1:sh, v:v + sw * (wo - 1) + 1:sw]
-                for u in range(kh) for v in range(kw)]
+        b, hp, wp = planes.shape
+        e = planes.itemsize
+        return as_strided(planes, (kh, kw, b, ho, wo), (wp * e, e, hp * wp * e, sh * wp * e, sw * e),
+                          writeable=writeable)
 
     @staticmethod
-    def _max_and_argmax(taps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def _max_and_argmax(taps: list[np.ndarray], want_max: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Elementwise max over ``taps`` and the index of the tap PyTorch routes the gradient to."""
         out = taps[0].copy()
-        argmax = np.zeros(out.shape, dtype=np.uint8 if len(taps) <= 256 else np.uint16)
+        code_dtype = np.uint8 if len(taps) <= 256 else np.uint16
+        argmax = np.zeros(out.shape, dtype=code_dtype)
         wins = np.empty(out.shape, dtype=bool)
-        code = np.empty_like(argmax)
+        code = np.empty(out.shape, dtype=code_dtype)
+        wins_as_code = wins.view(np.uint8) if code_dtype == np.uint8 else wins
         for t, tap in enumerate(taps[1:], start=1):
             # A later tap wins only if strictly greater, so ties keep the first maximum; t grows,
             # so argmax = max(argmax, t * wins) records the last win.
             np.greater(tap, out, out=wins)
             np.maximum(out, tap, out=out)
-            np.multiply(wins, argmax.dtype.type(t), out=code)
+            np.multiply(wins_as_code, code_dtype(t), out=code)
             np.maximum(argmax, code, out=argmax)
         if np.isnan(out).any():
             # np.maximum has already made those outputs NaN; PyTorch routes to the last NaN.
             best = taps[0].copy()
             argmax.fill(0)
+            won = np.empty(out.shape, dtype=bool)
             for t, tap in enumerate(taps[1:], start=1):
-                np.greater(tap, best, out=wins)
-                wins |= np.isnan(tap)
-                np.copyto(best, tap, where=wins)
-                np.copyto(argmax, t, where=wins, casting="unsafe")
+                np.greater(tap, best, out=won)
+                won |= np.isnan(tap)
+                np.copyto(best, tap, where=won)
+                np.copyto(argmax, t, where=won, casting="unsafe")
         return out, argmax
+
+    def _padded_planes(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
+        planes, channel_major = _planes(x)
+        ph, pw = self.padding
+        if ph or pw:
+            b, h, w = planes.shape
+            padded = np.full((b, h + 2 * ph, w + 2 * pw), -np.inf, planes.dtype)
+            padded[:, ph:ph + h, pw:pw + w] = planes
+            planes = padded
+        return planes, channel_major
+
+    def _gather_taps(self, planes: np.ndarray, ho: int, wo: int) -> tuple[list[np.ndarray], _Scratch]:
+        """The ``kh*kw`` taps copied to contiguous ``(B, Ho, Wo)`` arrays (views of the scratch arena)."""
+        kh, kw = self.kernel_size
+        scratch = _Scratch([(kh * kw, planes.shape[0], ho, wo)], planes.dtype)
+        gathered = scratch.views[0]
+        np.copyto(gathered.reshape(kh, kw, *gathered.shape[1:]), self._tap_views(planes, ho, wo))
+        return list(gathered), scratch
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
         ho, wo = self._output_hw(x.shape)
         self._cache = None      # release the previous step's argmax first
-        (ph, pw) = self.padding
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float32)
-        if ph or pw:
-            padded = np.full((*x.shape[:2], x.shape[2] + 2 * ph, x.shape[3] + 2 * pw), -np.inf, x.dtype)
-            padded[:, :, ph:ph + x.shape[2], pw:pw + x.shape[3]] = x
-        else:
-            padded = x
-        taps = self._taps(padded, ho, wo)
+        planes, channel_major = self._padded_planes(x)
+        taps, scratch = self._gather_taps(planes, ho, wo)
         if self.training:
             out, argmax = self._max_and_argmax(taps)
-            self._cache = _MaxPoolCache(argmax, None, x.shape)
+            self._cache = _MaxPoolCache(argmax, None, x.shape, channel_major)
         else:
             out = np.maximum(taps[0], taps[1]) if len(taps) > 1 else taps[0].copy()
             for tap in taps[2:]:
                 np.maximum(out, tap, out=out)
-            self._cache = _MaxPoolCache(None, padded, x.shape)
-        return out
+            self._cache = _MaxPoolCache(None, planes, x.shape, channel_major)
+        del taps, scratch
+        return _from_planes(out, x.shape, channel_major)
+
+    def _corner_index(self, b: int, ho: int, wo: int, hp: int, wp: int) -> np.ndarray:
+        """Flat index ``b*Hp*Wp + s_h i Wp + s_w j`` of each window's first element (cached)."""
+        sh, sw = self.stride
+        dtype = np.int32 if b * hp * wp < 2 ** 31 else np.intp
+        key = (b, ho, wo, hp, wp, self.stride)
+        if self._base is None or self._base[0] != key:
+            rows = (np.arange(b, dtype=dtype)[:, None] * hp + sh * np.arange(ho, dtype=dtype)) * wp
+            self._base = (key, rows[:, :, None] + sw * np.arange(wo, dtype=dtype))
+        return self._base[1]
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("MaxPool2d.backward called before forward")
-        argmax, padded, shape = self._cache
-        if argmax is None:
-            argmax = self._max_and_argmax(self._taps(padded, *self.output_shape(shape)[2:]))[1]
-            self._cache = _MaxPoolCache(argmax, None, shape)
-        dout = np.asarray(dout)
-        if dout.shape != argmax.shape:
-            raise ValueError(f"MaxPool2d({self.extra_repr()}).backward: expected dout of shape "
-                             f"{argmax.shape}, got {dout.shape}")
+        argmax, planes, shape, channel_major = self._cache
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
-        ho, wo = argmax.shape[2:]
-        padded_shape = (*shape[:2], shape[2] + 2 * ph, shape[3] + 2 * pw)
-        tiles = (sh, sw) == (kh, kw) and (sh * ho, sw * wo) == padded_shape[2:]
-        dpadded = (np.empty if tiles else np.zeros)(padded_shape, dtype=dout.dtype)
-        overlapping = sh < kh or sw < kw
-        chosen = np.empty(argmax.shape, dtype=bool)
-        for t, window in enumerate(self._taps(dpadded, ho, wo)):
-            np.equal(argmax, t, out=chosen)
-            if overlapping:
-                window += dout * chosen
-            else:   # disjoint windows: each input position belongs to one tap at most
-                np.multiply(dout, chosen, out=window)
-        if ph or pw:
-            return np.ascontiguousarray(dpadded[:, :, ph:ph + shape[2], pw:pw + shape[3]])
-        return dpadded
+        ho, wo = self.output_shape(shape)[2:]
+        if argmax is None:
+            taps, scratch = self._gather_taps(planes, ho, wo)
+            argmax = self._max_and_argmax(taps)[1]
+            del taps, scratch
+            self._cache = _MaxPoolCache(argmax, None, shape, channel_major)
+        dout = np.asarray(dout)
+        expected = (*shape[:2], ho, wo)
+        if dout.shape != expected:
+            raise ValueError(f"MaxPool2d({self.extra_repr()}).backward: expected dout of shape "
+                             f"{expected}, got {dout.shape}")
+        # the upstream gradient as (B, Ho, Wo) planes in the order of the cached argmax
+        d_planes = np.ascontiguousarray(dout.transpose(1, 0, 2, 3) if channel_major else dout)
+        d_planes = d_planes.reshape(argmax.shape)
+        b = argmax.shape[0]
+        hp, wp = shape[2] + 2 * ph, shape[3] + 2 * pw
+        crop = (ph or pw) or (sh * ho, sw * wo) != (hp, wp)
+        dpadded = np.zeros((b, hp, wp), dtype=dout.dtype)
+        if sh >= kh and sw >= kw:       # disjoint windows: one input position per output at most
+            offsets = (np.arange(kh)[:, None] * wp + np.arange(kw)).reshape(-1)
+            base = self._corner_index(b, ho, wo, hp, wp)
+            index = np.take(offsets.astype(base.dtype), argmax)
+            index += base
+            dpadded.reshape(-1)[index.reshape(-1)] = d_planes.reshape(-1)
+        else:
+            windows = self._tap_views(dpadded, ho, wo, writeable=True)
+            chosen = np.empty(argmax.shape, dtype=bool)
+            for t in range(kh * kw):
+                np.equal(argmax, t, out=chosen)
+                window = windows[t // kw, t % kw]
+                window += d_planes * chosen
+        if crop:
+            dx = np.empty((b, shape[2], shape[3]), dtype=dout.dtype)
+            np.copyto(dx, dpadded[:, ph:ph + shape[2], pw:pw + shape[3]])
+        else:
+            dx = dpadded
+        return _from_planes(dx, shape, channel_major)
 
 
 class _FlattenCache(NamedTuple):

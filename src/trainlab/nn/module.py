@@ -125,18 +125,20 @@ class Parameter:
     def sum_into_grad(self, value: np.ndarray, axis: int | tuple[int, ...]) -> None:
         """``grad += value.sum(axis)`` without a temporary when ``grad`` is known to be zero.
 
-        The sum over the rows of a C-contiguous 2-D float array (``axis=0``) is
-        one BLAS matrix-vector product ``1^T value`` (faster than ``np.sum``).
+        The sum over the rows (``axis=0``) or the columns (``axis=1``) of a C-contiguous
+        2-D float array is one BLAS matrix-vector product with a vector of ones
+        (``1^T value`` or ``value 1``), faster than ``np.sum``.
         """
         grad = self._grad
-        if (axis == 0 and value.ndim == 2 and value.dtype == grad.dtype and value.shape[0] > 1
+        if (axis in (0, 1) and value.ndim == 2 and value.dtype == grad.dtype and value.shape[axis] > 1
                 and value.flags.c_contiguous and grad.dtype in FLOAT_DTYPES):
-            ones = np.ones(value.shape[0], dtype=value.dtype)
+            ones = np.ones(value.shape[axis], dtype=value.dtype)
+            a, b = (ones, value) if axis == 0 else (value, ones)
             if self._grad_is_zero:
-                np.matmul(ones, value, out=grad)
+                np.matmul(a, b, out=grad)
                 self._written()
             else:
-                grad += ones @ value
+                grad += a @ b
             return
         if self._grad_is_zero and value.dtype == grad.dtype:
             np.sum(value, axis=axis, out=grad)
