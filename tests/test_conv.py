@@ -137,7 +137,7 @@ def test_conv_matches_torch_at_benchmark_size(dtype):
 
 @pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("kernel, stride, padding", [
-    (2, None, 0), (3, 2, 1), (2, 1, 0), ((3, 2), (2, 1), (1, 1)), (2, 3, 0)])
+    (2, None, 0), (3, 2, 1), (2, 1, 0), ((3, 2), (2, 1), (1, 1)), (2, 3, 0), (3, None, 1)])
 @pytest.mark.parametrize("values", ["random", "ties"])
 def test_maxpool_matches_torch(kernel, stride, padding, values, dtype):
     """With many ties (ReLU zeros, small integers) the gradient goes to torch's choice."""
