@@ -377,31 +377,6 @@ def _from_planes(planes: np.ndarray, shape: tuple[int, ...], channel_major: bool
     return planes.reshape(n, c, *planes.shape[1:])
 
 
-class _Taps:
-    """The window taps of a pooling, each copied on demand to a contiguous ``(B, Ho, Wo)`` array.
-
-    ``taps[t]`` copies tap ``t`` (row-major ``(u, v)``) into one reused scratch array
-    (shared with Conv2d, see ``_Scratch``) and returns it, so only one tap is
-    materialized at a time and it is consumed while still in cache; ``first()``
-    copies tap 0 into a new array (the running maximum).
-    """
-
-    def __init__(self, views: np.ndarray) -> None:
-        self.views = views                                    # (kh, kw, B, Ho, Wo), strided
-        self.kw = views.shape[1]
-        self.scratch = _Scratch([views.shape[2:]], views.dtype).views[0]
-
-    def __len__(self) -> int:
-        return self.views.shape[0] * self.kw
-
-    def first(self) -> np.ndarray:
-        return self.views[0, 0].copy()
-
-    def __getitem__(self, t: int) -> np.ndarray:
-        np.copyto(self.scratch, self.views[t // self.kw, t % self.kw])
-        return self.scratch
-
-
 class MaxPool2d(Module):
     """2-D max pooling over ``kh x kw`` windows, as ``torch.nn.MaxPool2d`` (dilation 1, floor mode).
 
@@ -420,13 +395,13 @@ class MaxPool2d(Module):
 
     The input is handled as ``B = N*C`` planes in its own memory order, so a
     channel-major input (see the module docstring) gives a channel-major output and
-    input gradient. Each of the ``kh*kw`` window taps is copied in turn into one
-    contiguous ``(B, Ho, Wo)`` scratch array (shared with Conv2d, see ``_Taps``), and
-    the maximum and the index of the winning tap (``uint8``) are running comparisons
-    over contiguous arrays (NumPy's strided loops are several times slower). With
-    disjoint windows the backward scatters each output gradient to its input position
-    in one indexed assignment; overlapping windows add tap by tap. The winning taps
-    are found in ``forward`` in training mode and on demand in ``backward`` in eval mode.
+    input gradient. One strided copy gathers the ``kh*kw`` window taps into contiguous
+    ``(B, Ho, Wo)`` arrays (in a scratch arena shared with Conv2d); the maximum and
+    the index of the winning tap (``uint8``) are then running comparisons over
+    contiguous arrays. With disjoint windows the backward scatters each output
+    gradient to its input position in one indexed assignment; overlapping windows
+    add tap by tap. The winning taps are found in ``forward`` in training mode and
+    on demand in ``backward`` in eval mode.
     """
 
     transparent_to_init = True
@@ -467,16 +442,15 @@ class MaxPool2d(Module):
                           writeable=writeable)
 
     @staticmethod
-    def _max_and_argmax(taps: _Taps) -> tuple[np.ndarray, np.ndarray]:
+    def _max_and_argmax(taps: list[np.ndarray], want_max: bool = True) -> tuple[np.ndarray, np.ndarray]:
         """Elementwise max over ``taps`` and the index of the tap PyTorch routes the gradient to."""
-        out = taps.first()
+        out = taps[0].copy()
         code_dtype = np.uint8 if len(taps) <= 256 else np.uint16
         argmax = np.zeros(out.shape, dtype=code_dtype)
         wins = np.empty(out.shape, dtype=bool)
         code = np.empty(out.shape, dtype=code_dtype)
         wins_as_code = wins.view(np.uint8) if code_dtype == np.uint8 else wins
-        for t in range(1, len(taps)):
-            tap = taps[t]
+        for t, tap in enumerate(taps[1:], start=1):
             # A later tap wins only if strictly greater, so ties keep the first maximum; t grows,
             # so argmax = max(argmax, t * wins) records the last win.
             np.greater(tap, out, out=wins)
@@ -485,11 +459,10 @@ class MaxPool2d(Module):
             np.maximum(argmax, code, out=argmax)
         if np.isnan(out).any():
             # np.maximum has already made those outputs NaN; PyTorch routes to the last NaN.
-            best = taps.first()
+            best = taps[0].copy()
             argmax.fill(0)
             won = np.empty(out.shape, dtype=bool)
-            for t in range(1, len(taps)):
-                tap = taps[t]
+            for t, tap in enumerate(taps[1:], start=1):
                 np.greater(tap, best, out=won)
                 won |= np.isnan(tap)
                 np.copyto(best, tap, where=won)
@@ -506,8 +479,13 @@ class MaxPool2d(Module):
             planes = padded
         return planes, channel_major
 
-    def _gather_taps(self, planes: np.ndarray, ho: int, wo: int) -> _Taps:
-        return _Taps(self._tap_views(planes, ho, wo))
+    def _gather_taps(self, planes: np.ndarray, ho: int, wo: int) -> tuple[list[np.ndarray], _Scratch]:
+        """The ``kh*kw`` taps copied to contiguous ``(B, Ho, Wo)`` arrays (views of the scratch arena)."""
+        kh, kw = self.kernel_size
+        scratch = _Scratch([(kh * kw, planes.shape[0], ho, wo)], planes.dtype)
+        gathered = scratch.views[0]
+        np.copyto(gathered.reshape(kh, kw, *gathered.shape[1:]), self._tap_views(planes, ho, wo))
+        return list(gathered), scratch
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x)
@@ -516,16 +494,16 @@ class MaxPool2d(Module):
         if not np.issubdtype(x.dtype, np.floating):
             x = x.astype(np.float32)
         planes, channel_major = self._padded_planes(x)
-        taps = self._gather_taps(planes, ho, wo)
+        taps, scratch = self._gather_taps(planes, ho, wo)
         if self.training:
             out, argmax = self._max_and_argmax(taps)
             self._cache = _MaxPoolCache(argmax, None, x.shape, channel_major)
         else:
-            out = taps.first()
-            for t in range(1, len(taps)):
-                np.maximum(out, taps[t], out=out)
+            out = np.maximum(taps[0], taps[1]) if len(taps) > 1 else taps[0].copy()
+            for tap in taps[2:]:
+                np.maximum(out, tap, out=out)
             self._cache = _MaxPoolCache(None, planes, x.shape, channel_major)
-        del taps
+        del taps, scratch
         return _from_planes(out, x.shape, channel_major)
 
     def _corner_index(self, b: int, ho: int, wo: int, hp: int, wp: int) -> np.ndarray:
@@ -546,7 +524,9 @@ class MaxPool2d(Module):
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         ho, wo = self.output_shape(shape)[2:]
         if argmax is None:
-            argmax = self._max_and_argmax(self._gather_taps(planes, ho, wo))[1]
+            taps, scratch = self._gather_taps(planes, ho, wo)
+            argmax = self._max_and_argmax(taps)[1]
+            del taps, scratch
             self._cache = _MaxPoolCache(argmax, None, shape, channel_major)
         dout = np.asarray(dout)
         expected = (*shape[:2], ho, wo)
