@@ -507,10 +507,9 @@ class MaxPool2d(Module):
         return _from_planes(out, x.shape, channel_major)
 
     def _corner_index(self, b: int, ho: int, wo: int, hp: int, wp: int) -> np.ndarray:
-        """Flat index ``b*Hp*Wp + s_h i Wp + s_w j`` of each window's first element (cached; ``intp``,
-        the index type NumPy's indexed assignment uses without a conversion)."""
+        """Flat index ``b*Hp*Wp + s_h i Wp + s_w j`` of each window's first element (cached)."""
         sh, sw = self.stride
-        dtype = np.intp
+        dtype = np.int32 if b * hp * wp < 2 ** 31 else np.intp
         key = (b, ho, wo, hp, wp, self.stride)
         if self._base is None or self._base[0] != key:
             rows = (np.arange(b, dtype=dtype)[:, None] * hp + sh * np.arange(ho, dtype=dtype)) * wp
@@ -541,15 +540,10 @@ class MaxPool2d(Module):
         crop = (ph or pw) or (sh * ho, sw * wo) != (hp, wp)
         dpadded = np.zeros((b, hp, wp), dtype=dout.dtype)
         if sh >= kh and sw >= kw:       # disjoint windows: one input position per output at most
-            # flat index of each maximum: corner + (t // kw) * Wp + t % kw for winning tap t
-            # (integer arithmetic on the uint8 codes is faster than a table lookup)
-            if kw & (kw - 1) == 0:     # a power of two: shift and mask (np.divmod is ~20x slower)
-                row, col = np.right_shift(argmax, kw.bit_length() - 1), np.bitwise_and(argmax, kw - 1)
-            else:
-                row, col = np.divmod(argmax, argmax.dtype.type(kw))
-            index = np.multiply(row, np.intp(wp), dtype=np.intp)
-            index += col
-            index += self._corner_index(b, ho, wo, hp, wp)
+            offsets = (np.arange(kh)[:, None] * wp + np.arange(kw)).reshape(-1)
+            base = self._corner_index(b, ho, wo, hp, wp)
+            index = np.take(offsets.astype(base.dtype), argmax, mode="clip")   # no bounds check: codes < kh*kw
+            index += base
             dpadded.reshape(-1)[index.reshape(-1)] = d_planes.reshape(-1)
         else:
             windows = self._tap_views(dpadded, ho, wo, writeable=True)
