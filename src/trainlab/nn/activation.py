@@ -1,8 +1,8 @@
 """Elementwise activations: ReLU, LeakyReLU, Tanh, Sigmoid.
 
-Each caches the one array its backward needs (the output for Tanh, Sigmoid and
-ReLU; the input's sign mask for LeakyReLU) and computes ``dx`` with in-place
-operations on one new array.
+Each caches the one array its backward needs (the output for Tanh and Sigmoid; the
+boolean mask ``[y > 0]`` for ReLU and ``[x > 0]`` for LeakyReLU) and computes ``dx``
+with in-place operations on one new array.
 """
 
 from __future__ import annotations
@@ -77,13 +77,15 @@ class ReLU(Activation):
     activation_name = "relu"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._out = None        # release the previous step's output before allocating
-        self._out = _relu(x)
-        return self._out
+        self._out = None        # release the previous step's mask before allocating
+        out = _relu(x)
+        # Backward needs only [y > 0]: a bool mask (a quarter of float32's size) lets the
+        # output itself be freed as soon as the next layer is done with it.
+        self._out = np.greater(out, 0)
+        return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        out = self._saved()
-        return np.multiply(dout, out > 0)
+        return np.multiply(dout, self._saved())
 
 
 class LeakyReLU(Activation):
