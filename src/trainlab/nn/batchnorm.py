@@ -119,7 +119,9 @@ class _Views:
     ``(N, C)`` rows runs up to 2x slower in NumPy than a row broadcast over long rows.
     So the data is viewed as ``(N / k, k*C*S)`` rows of at least ``_ROW`` values
     (``k`` a power of two dividing N) and each per-channel vector is expanded once
-    to one such row (``tile(repeat(v, S), k)``, a few KiB).
+    to one such row (``tile(repeat(v, S), k)``, a few KiB), written into one row
+    buffer kept with the views: each :meth:`channel` result must be used before the
+    next call.
 
     When ``S >= _ROW`` each ``(N*C, S)`` row is already long, so the data is viewed
     that way and the vector broadcast as a column (``v[:, None]``, tiled N times when
@@ -131,28 +133,36 @@ class _Views:
 
     _ROW = 16384
 
-    def __init__(self, n: int, c: int, s: int) -> None:
-        self.n, self.s = n, s
+    def __init__(self, n: int, c: int, s: int, dtype: np.dtype) -> None:
+        self.n, self.c, self.s = n, c, s
         self.long_rows = s >= self._ROW or (n == 1 and c * s >= self._ROW)
         if self.long_rows:
             self.k = 1
             self.shape = (n * c, s)
+            self.row = np.empty((n, c), dtype=dtype) if n > 1 else None
             return
         k = 1
         while 0 < c * s * k < self._ROW and n % (2 * k) == 0:
             k *= 2
         self.k = k
         self.shape = (n // k, k * c * s)
+        self.row = np.empty((k, c, s), dtype=dtype) if k * s > 1 else None
 
     def data(self, a3: np.ndarray) -> np.ndarray:
         return a3.reshape(self.shape)
 
     def channel(self, v: np.ndarray) -> np.ndarray:
+        """The per-channel vector ``v`` laid out to broadcast against :meth:`data` (in the row buffer)."""
+        row = self.row
         if self.long_rows:
-            return (np.tile(v, self.n) if self.n > 1 else v)[:, None]
-        if self.s > 1:
-            v = np.repeat(v, self.s)
-        return np.tile(v, self.k) if self.k > 1 else v
+            if row is None:
+                return v[:, None]
+            np.copyto(row, v)
+            return row.reshape(-1, 1)
+        if row is None:
+            return v
+        np.copyto(row, v[:, None])
+        return row.reshape(-1)
 
 
 class _BatchNorm(Module):
@@ -184,6 +194,7 @@ class _BatchNorm(Module):
             self.register_buffer("running_var", np.ones(self.num_features, dtype=dtype))
             self.register_buffer("num_batches_tracked", np.array(0, dtype=np.int64))
         self._cache: _BNCache | None = None
+        self._views_cache: tuple[tuple, _Views] | None = None    # ((n, c, s, dtype), views)
         self._centered: np.ndarray | None = None   # x - mean, reused while the shape holds
 
     def extra_repr(self) -> str:
@@ -203,6 +214,7 @@ class _BatchNorm(Module):
     def _on_dtype_change(self, dtype: np.dtype) -> None:
         self._centered = None
         self._cache = None
+        self._views_cache = None
 
     # ---------------------------------------------------------------- helpers
     def _as_ncs(self, x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -227,6 +239,13 @@ class _BatchNorm(Module):
             return x.swapaxes(0, 1).reshape(1, c, n * s), True
         return np.ascontiguousarray(x).reshape(n, c, s), False
 
+    def _views(self, n: int, c: int, s: int, dtype: np.dtype) -> _Views:
+        """The :class:`_Views` of an ``(n, c, s)`` batch, kept while the shape and dtype hold."""
+        key = (n, c, s, np.dtype(dtype))
+        if self._views_cache is None or self._views_cache[0] != key:
+            self._views_cache = (key, _Views(n, c, s, dtype))
+        return self._views_cache[1]
+
     def _use_batch_stats(self) -> bool:
         return self.training or not self.track_running_stats
 
@@ -250,7 +269,7 @@ class _BatchNorm(Module):
         x3, channel_major = self._as_ncs(x)
         n, c, s = x3.shape
         dtype = x3.dtype
-        views = _Views(n, c, s)
+        views = self._views(n, c, s, dtype)
         batch_stats = self._use_batch_stats()
         if batch_stats:
             m = n * s
@@ -311,7 +330,7 @@ class _BatchNorm(Module):
         centered, inv_std, input_shape, batch_stats, channel_major = self._cache
         n, c, s = centered.shape
         dtype = centered.dtype
-        views = _Views(n, c, s)
+        views = self._views(n, c, s, dtype)
         dy = np.asarray(dout)
         if channel_major:
             dyt = dy.reshape(input_shape).swapaxes(0, 1)
@@ -332,9 +351,9 @@ class _BatchNorm(Module):
         else:
             scale = inv_std
         dx = np.empty(dy3.shape, dtype=dtype)
-        dyv, dxv, scale_b = views.data(dy3), views.data(dx), views.channel(scale)
+        dyv, dxv = views.data(dy3), views.data(dx)
         if not batch_stats:
-            np.multiply(dyv, scale_b, out=dxv)
+            np.multiply(dyv, views.channel(scale), out=dxv)
             return _from_ncs(dx, input_shape, channel_major)
         inv_m = dtype.type(1.0 / (n * s))
         k1 = sum_dy_xhat * inv_std
@@ -343,7 +362,7 @@ class _BatchNorm(Module):
         np.multiply(views.data(centered), views.channel(k1), out=dxv)   # xc * k1
         np.add(dxv, views.channel(k0), out=dxv)                         # + k0
         np.subtract(dyv, dxv, out=dxv)                                  # dy - k0 - xc * k1
-        np.multiply(dxv, scale_b, out=dxv)                              # * gamma * inv_std
+        np.multiply(dxv, views.channel(scale), out=dxv)                 # * gamma * inv_std
         return _from_ncs(dx, input_shape, channel_major)
 
 
