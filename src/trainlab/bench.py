@@ -24,7 +24,9 @@ Method:
   worker process (``python -m trainlab.bench --worker FRAMEWORK WORKLOAD``), and the
   parent alternates trainlab, torch, trainlab, torch ... for ``--rounds`` rounds. In
   one process the idle thread pool of one library (OpenBLAS and OpenMP threads
-  spin-wait after each call) would steal the cores from the other.
+  spin-wait after each call) would steal the cores from the other. Rounds are the
+  outer loop (each round runs every workload), so a slow minute on a shared machine
+  touches all workloads alike and the sgemm reference is timed alongside the MLPs.
 * **The same thread count.** Both workers limit every BLAS/OpenMP pool they load to
   ``--threads`` (threadpoolctl); torch also gets ``torch.set_num_threads`` and trainlab's
   optimizers the same number of update lanes (``Optimizer.num_threads``).
@@ -525,8 +527,11 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[tuple[str, int], list[dict]] = {}
     blas: dict[str, list[dict]] = {}
-    for key in keys:
-        for _ in range(args.rounds):
+    # Rounds outermost: each round runs every workload (each framework in turn), so a slow
+    # minute on a shared machine touches all workloads alike, and the sgemm reference is
+    # timed alongside the MLP it is compared with.
+    for _ in range(args.rounds):
+        for key in keys:
             for fw in frameworks:
                 res = _spawn_worker(fw, key, args)
                 results.setdefault((fw, key), []).append(res)
