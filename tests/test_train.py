@@ -215,3 +215,44 @@ def test_example_configs_train(tmp_path, name):
     cfg = load_config(example, ["train.epochs=1", f'run.out="{tmp_path}"'])
     folder, result = run(cfg, quiet=True)
     assert result["test_accuracy"] > 0.5 and (folder / "model.safetensors").is_file()
+
+
+def test_checkpoint_and_early_stopping_state_survive_a_resume(tmp_path):
+    """A resumed run keeps the best value seen so far: a worse epoch never overwrites best.safetensors."""
+    from trainlab.train import Checkpoint
+    splits = data.load("digits")
+    model, opt = _digits_model()
+    ckpt, stop = Checkpoint(tmp_path), EarlyStopping("val_loss", patience=5)
+    trainer = Trainer(model, opt, nn.CrossEntropyLoss(), callbacks=[ckpt, stop], progress=False, log=None)
+    trainer.fit(splits.train, splits.val, epochs=2, batch_size=64, rng=np.random.default_rng(0))
+    best = min(trainer.history.val_loss)
+    assert ckpt.best == best
+    # the last checkpoint already carries the best value of its own epoch
+    meta = checkpoint.load(tmp_path / "last.safetensors", *_digits_model())
+    assert trainer.callbacks == [stop, ckpt]          # checkpoints run last
+    assert meta["callbacks"]["1:Checkpoint"] == {"best": best}
+    assert meta["callbacks"]["0:EarlyStopping"] == {"best": best, "wait": stop.wait}
+
+    model2, opt2 = _digits_model()
+    fresh_ckpt, fresh_stop = Checkpoint(tmp_path), EarlyStopping("val_loss", patience=5)
+    resumed = Trainer(model2, opt2, nn.CrossEntropyLoss(), callbacks=[fresh_ckpt, fresh_stop], progress=False,
+                      log=None)
+    assert resumed.resume(tmp_path / "last.safetensors", np.random.default_rng(1)) == 2
+    assert fresh_ckpt.best == best and (fresh_stop.best, fresh_stop.wait) == (best, stop.wait)
+
+    saved = []
+    resumed.save_checkpoint = lambda path, **kw: saved.append(path.name)
+    fresh_ckpt.on_epoch_end(resumed, 2, {"val_loss": best + 1.0})       # worse: only last is written
+    assert saved == ["last.safetensors"]
+    fresh_ckpt.on_epoch_end(resumed, 3, {"val_loss": best / 2})         # better: last, then best
+    assert saved == ["last.safetensors", "last.safetensors", "best.safetensors"] and fresh_ckpt.best == best / 2
+
+
+def test_callback_state_of_a_fresh_callback_is_infinite_best():
+    from trainlab.train import Checkpoint
+    cb = Checkpoint("unused", monitor="val_accuracy")
+    assert cb.state_dict() == {"best": None}
+    cb.load_state_dict({"best": None})
+    assert cb.best == -math.inf
+    cb.load_state_dict({"best": 0.5})
+    assert cb.best == 0.5

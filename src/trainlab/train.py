@@ -78,13 +78,34 @@ def _xy(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Callback:
-    """Base class: override any of the hooks; each receives the :class:`Trainer`."""
+    """Base class: override any of the hooks; each receives the :class:`Trainer`.
+
+    A callback that carries state across epochs (a best value, a patience count)
+    returns it from :meth:`state_dict` as JSON-able values; checkpoints store it and
+    :meth:`Trainer.resume` hands it back to :meth:`load_state_dict`, so a resumed run
+    continues exactly where the interrupted one was.
+    """
 
     def on_train_begin(self, trainer: Trainer) -> None: ...
     def on_epoch_begin(self, trainer: Trainer, epoch: int) -> None: ...
     def on_step_end(self, trainer: Trainer, step: int, loss: float) -> None: ...
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None: ...
     def on_train_end(self, trainer: Trainer) -> None: ...
+
+    def state_dict(self) -> dict[str, Any]:
+        return {}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        pass
+
+
+def _finite_or_none(value: float) -> float | None:
+    return float(value) if math.isfinite(value) else None
+
+
+def _best_from(state: dict[str, Any], mode: str) -> float:
+    best = state.get("best")
+    return float(best) if best is not None else (math.inf if mode == "min" else -math.inf)
 
 
 def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
@@ -131,6 +152,13 @@ class EarlyStopping(Callback):
             trainer.stop(f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
                          f"(best {self.best:.4g})")
 
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": _finite_or_none(self.best), "wait": self.wait}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = _best_from(state, self.mode)
+        self.wait = int(state.get("wait", 0))
+
 
 class Checkpoint(Callback):
     """Save ``last.safetensors`` every ``every`` epochs and ``best.safetensors`` at the best ``monitor``.
@@ -149,11 +177,20 @@ class Checkpoint(Callback):
         self.config = config or {}
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        improved = bool(self.monitor and self.monitor in logs
+                        and _better(self.mode, logs[self.monitor], self.best, 0.0))
+        if improved:        # before saving, so that last.safetensors carries the new best
+            self.best = logs[self.monitor]
         if (epoch + 1) % self.every == 0:
             trainer.save_checkpoint(self.folder / "last.safetensors", config=self.config)
-        if self.monitor and self.monitor in logs and _better(self.mode, logs[self.monitor], self.best, 0.0):
-            self.best = logs[self.monitor]
+        if improved:
             trainer.save_checkpoint(self.folder / "best.safetensors", config=self.config)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"best": _finite_or_none(self.best)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.best = _best_from(state, self.mode)
 
 
 class LRSchedule(Callback):
@@ -233,7 +270,9 @@ class Trainer:
         optimizer: a :class:`trainlab.optim.Optimizer` over ``model.parameters()``.
         loss: a loss module (e.g. :class:`trainlab.nn.CrossEntropyLoss`).
         schedule: a learning-rate schedule stepped once per epoch (optional).
-        callbacks: extra :class:`Callback` objects.
+        callbacks: extra :class:`Callback` objects. They run in the order given, except that
+            :class:`Checkpoint` callbacks run last, so that a checkpoint records the state of
+            every other callback after the epoch it closes.
         nan_guard: check every step that the loss and gradients are finite (default True).
         monitor: a :class:`trainlab.Monitor` to drive (optional).
         progress: ``None`` (a bar when stderr is a TTY), True or False.
@@ -245,7 +284,9 @@ class Trainer:
                  progress: bool | None = None, log: Callable[[str], None] | None = print) -> None:
         self.model, self.optimizer, self.loss_fn = model, optimizer, loss
         # the schedule steps first, so checkpoints written at the end of an epoch hold the new lr
-        self.callbacks: list[Callback] = ([LRSchedule(schedule)] if schedule is not None else []) + list(callbacks)
+        given = ([LRSchedule(schedule)] if schedule is not None else []) + list(callbacks)
+        self.callbacks: list[Callback] = ([cb for cb in given if not isinstance(cb, Checkpoint)]
+                                          + [cb for cb in given if isinstance(cb, Checkpoint)])
         self.nan_guard = NaNGuard() if nan_guard else None
         self.monitor = monitor
         self.progress = sys.stderr.isatty() if progress is None else bool(progress)
@@ -403,7 +444,15 @@ class Trainer:
         for cb in self.callbacks:
             if isinstance(cb, LRSchedule) and hasattr(cb.schedule, "state_dict"):
                 meta["schedule"] = cb.schedule.state_dict()
+        meta["callbacks"] = {key: state for key, state in self._callback_states()}
         return checkpoint.save(path, self.model, self.optimizer, **meta)
+
+    def _callback_keys(self) -> list[tuple[str, Callback]]:
+        """``"<position>:<class name>"`` for each callback: how saved states find their owner."""
+        return [(f"{i}:{type(cb).__name__}", cb) for i, cb in enumerate(self.callbacks)]
+
+    def _callback_states(self) -> list[tuple[str, dict[str, Any]]]:
+        return [(key, state) for key, cb in self._callback_keys() if (state := cb.state_dict())]
 
     def resume(self, path: str | Path, rng: np.random.Generator) -> int:
         """Restore everything :meth:`save_checkpoint` wrote; returns the epoch to continue from."""
@@ -413,6 +462,10 @@ class Trainer:
         for cb in self.callbacks:
             if isinstance(cb, LRSchedule) and "schedule" in meta and hasattr(cb.schedule, "load_state_dict"):
                 cb.schedule.load_state_dict(meta["schedule"])
+        saved = meta.get("callbacks") or {}
+        for key, cb in self._callback_keys():
+            if key in saved:
+                cb.load_state_dict(saved[key])
         self.epoch = int(meta["epoch"])
         self.global_step = int(meta["global_step"])
         self.history = History()
