@@ -42,7 +42,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from trainlab.nn.module import Module, Parameter, check_float_dtype
+from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
 
@@ -58,13 +58,6 @@ class _BNCache(NamedTuple):
 _VECDOT = getattr(np, "vecdot", None)     # NumPy >= 2.0
 _ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
 
-
-def _is_channel_major(a: np.ndarray) -> bool:
-    """True when ``a`` (3-D or 4-D) is a C-contiguous ``(C, N, ...)`` buffer seen as ``(N, C, ...)``.
-
-    An array that is C-contiguous as well (N == 1 or C == 1) counts as C-ordered.
-    """
-    return a.ndim >= 3 and not a.flags.c_contiguous and a.swapaxes(0, 1).flags.c_contiguous
 
 
 def _from_ncs(a3: np.ndarray, shape: tuple[int, ...], channel_major: bool) -> np.ndarray:
@@ -235,7 +228,7 @@ class _BatchNorm(Module):
             x = x.astype(np.result_type(x.dtype, np.float32))   # ints -> float64, float16 -> float32 (same layout)
         n, c = x.shape[:2]
         s = math.prod(x.shape[2:])
-        if _is_channel_major(x):
+        if is_channel_major(x):
             return x.swapaxes(0, 1).reshape(1, c, n * s), True
         return np.ascontiguousarray(x).reshape(n, c, s), False
 

@@ -45,7 +45,7 @@ import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
 from trainlab.nn.linear import InitializedLayer
-from trainlab.nn.module import Module, Parameter, check_float_dtype
+from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
 __all__ = ["Conv2d", "MaxPool2d", "Flatten"]
 
@@ -362,7 +362,7 @@ def _planes(x: np.ndarray) -> tuple[np.ndarray, bool]:
     ``(C, N)`` (the flag ``True``) for a channel-major one; other layouts are copied
     to C order first.
     """
-    if not x.flags.c_contiguous and x.transpose(1, 0, 2, 3).flags.c_contiguous:
+    if is_channel_major(x):
         n, c, h, w = x.shape
         return x.transpose(1, 0, 2, 3).reshape(c * n, h, w), True
     x = np.ascontiguousarray(x)
@@ -442,7 +442,7 @@ class MaxPool2d(Module):
                           writeable=writeable)
 
     @staticmethod
-    def _max_and_argmax(taps: list[np.ndarray], want_max: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    def _max_and_argmax(taps: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """Elementwise max over ``taps`` and the index of the tap PyTorch routes the gradient to."""
         out = taps[0].copy()
         code_dtype = np.uint8 if len(taps) <= 256 else np.uint16

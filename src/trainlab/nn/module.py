@@ -29,6 +29,15 @@ __all__ = ["Parameter", "Module", "Sequential"]
 FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
+def is_channel_major(a: np.ndarray) -> bool:
+    """True when ``a`` (3-D or more) is a C-contiguous ``(C, N, ...)`` buffer seen as ``(N, C, ...)``.
+
+    This is the memory layout Conv2d returns (see :mod:`trainlab.nn.conv`); an array that
+    is C-contiguous as well (N == 1 or C == 1) counts as C-ordered.
+    """
+    return a.ndim >= 3 and not a.flags.c_contiguous and a.swapaxes(0, 1).flags.c_contiguous
+
+
 def check_float_dtype(dtype: Any, where: str) -> np.dtype:
     """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise ``TypeError``."""
     try:
