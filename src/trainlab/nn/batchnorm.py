@@ -59,7 +59,6 @@ _VECDOT = getattr(np, "vecdot", None)     # NumPy >= 2.0
 _ONES: dict[tuple[int, np.dtype], np.ndarray] = {}
 
 
-
 def _from_ncs(a3: np.ndarray, shape: tuple[int, ...], channel_major: bool) -> np.ndarray:
     """The ``(n, c, s)`` array ``a3`` seen with the ``(N, C, ...)`` shape ``shape`` (a view).
 
