@@ -38,6 +38,21 @@ def test_main_spawns_workers_and_prints_the_table(capsys, tmp_path):
     assert [(r["framework"], r["workload"]) for r in runs] == [("trainlab", 5)]
 
 
+def test_rounds_reverse_the_framework_order_and_time_sgemm_just_before_workload_2(monkeypatch, capsys):
+    calls = []
+
+    def fake_worker(fw, key, args):
+        calls.append((fw, key))
+        return {"framework": fw, "workload": key, "times": [1e-3], "peak_bytes": 1, "blas": []}
+
+    monkeypatch.setattr(bench, "_spawn_worker", fake_worker)
+    monkeypatch.setattr(bench.importlib.util, "find_spec", lambda name: object())
+    assert bench.main(["--workloads", "1,2", "--rounds", "2", "--repeats", "1"]) == 0
+    capsys.readouterr()
+    assert calls == [("trainlab", 1), ("torch", 1), ("trainlab", 0), ("torch", 0), ("trainlab", 2), ("torch", 2),
+                     ("torch", 1), ("trainlab", 1), ("torch", 0), ("trainlab", 0), ("torch", 2), ("trainlab", 2)]
+
+
 def test_mlp_flops_counts_forward_weight_and_input_gradients():
     # forward 2N(ab + bc), weight grads the same, input grad of the second layer only: 2N bc
     assert bench.mlp_flops(4, (3, 5, 2)) == 2 * 4 * (2 * (15 + 10) + 10)

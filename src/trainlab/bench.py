@@ -22,11 +22,13 @@ Method:
 
 * **One process per measurement.** Each (framework, workload) pair runs in a fresh
   worker process (``python -m trainlab.bench --worker FRAMEWORK WORKLOAD``), and the
-  parent alternates trainlab, torch, trainlab, torch ... for ``--rounds`` rounds. In
-  one process the idle thread pool of one library (OpenBLAS and OpenMP threads
-  spin-wait after each call) would steal the cores from the other. Rounds are the
-  outer loop (each round runs every workload), so a slow minute on a shared machine
-  touches all workloads alike and the sgemm reference is timed alongside the MLPs.
+  parent alternates the frameworks for ``--rounds`` rounds, in reversed order every
+  other round (trainlab, torch; torch, trainlab; ...), so a steady drift of the
+  machine's speed favours neither. In one process the idle thread pool of one library
+  (OpenBLAS and OpenMP threads spin-wait after each call) would steal the cores from
+  the other. Rounds are the outer loop (each round runs every workload), so a slow
+  minute on a shared machine touches all workloads alike; the sgemm reference runs
+  just before workload 2, the MLP it is compared with.
 * **The same thread count.** Both workers limit every BLAS/OpenMP pool they load to
   ``--threads`` (threadpoolctl); torch also gets ``torch.set_num_threads`` and trainlab's
   optimizers the same number of update lanes (``Optimizer.num_threads``).
@@ -56,6 +58,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import importlib.util
 import json
 import os
 import statistics
@@ -506,14 +509,15 @@ def main(argv: list[str] | None = None) -> int:
     bad = [fw for fw in frameworks if fw not in FRAMEWORKS]
     if bad or not frameworks:
         parser.error(f"--frameworks must be a subset of {','.join(FRAMEWORKS)}, got {args.frameworks!r}")
-    if "torch" in frameworks:
-        import importlib.util
-        if importlib.util.find_spec("torch") is None:
-            print("torch is not installed: timing trainlab only", file=sys.stderr)
-            frameworks = tuple(fw for fw in frameworks if fw != "torch")
+    if "torch" in frameworks and importlib.util.find_spec("torch") is None:
+        print("torch is not installed: timing trainlab only", file=sys.stderr)
+        frameworks = tuple(fw for fw in frameworks if fw != "torch")
     keys = args.workloads or [1, 2, 3, 4, 5]
-    if 2 in keys and 0 not in keys:
-        keys = [0, *keys]
+    if 2 in keys:
+        # the sgemm reference runs just before workload 2, so that the two are timed under
+        # the same machine load and the fraction of sgemm compares like with like
+        keys = [k for k in keys if k != 0]
+        keys.insert(keys.index(2), 0)
 
     overrides = {k: os.environ[k] for k in OPENBLAS_OVERRIDES if k in os.environ}
     print(f"trainlab bench: {len(frameworks)} framework(s), workloads {','.join(map(str, keys))}, "
@@ -529,10 +533,13 @@ def main(argv: list[str] | None = None) -> int:
     blas: dict[str, list[dict]] = {}
     # Rounds outermost: each round runs every workload (each framework in turn), so a slow
     # minute on a shared machine touches all workloads alike, and the sgemm reference is
-    # timed alongside the MLP it is compared with.
-    for _ in range(args.rounds):
+    # timed alongside the MLP it is compared with. The order of the frameworks reverses
+    # every round (A B, B A, A B, ...), so a steady drift of the machine's speed favours
+    # neither.
+    for rnd in range(args.rounds):
+        order = frameworks if rnd % 2 == 0 else frameworks[::-1]
         for key in keys:
-            for fw in frameworks:
+            for fw in order:
                 res = _spawn_worker(fw, key, args)
                 results.setdefault((fw, key), []).append(res)
                 blas.setdefault(fw, res["blas"])
