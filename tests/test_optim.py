@@ -17,15 +17,15 @@ PARITY_STEPS = 100
 PARITY_RTOL = 1e-12                             # max |Δw| relative to the parameter scale
 
 
-def make_params(seed: int = 0, dtype=np.float64) -> list[Parameter]:
+def make_params(seed: int = 0, dtype=np.float64, shapes=SHAPES) -> list[Parameter]:
     rng = np.random.default_rng(seed)
-    return [Parameter(rng.standard_normal(s).astype(dtype)) for s in SHAPES]
+    return [Parameter(rng.standard_normal(s).astype(dtype)) for s in shapes]
 
 
-def gradient_sequence(steps: int, seed: int = 1) -> list[list[np.ndarray]]:
+def gradient_sequence(steps: int, seed: int = 1, shapes=SHAPES) -> list[list[np.ndarray]]:
     """Random gradients whose scale varies over four decades across steps (exercises ε and adaptivity)."""
     rng = np.random.default_rng(seed)
-    return [[rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 2) for s in SHAPES]
+    return [[rng.standard_normal(s) * 10.0 ** rng.uniform(-2, 2) for s in shapes]
             for _ in range(steps)]
 
 
@@ -114,12 +114,12 @@ TORCH_IDS = ["sgd", "sgd_momentum", "sgd_nesterov", "sgd_weight_decay", "sgd_mom
              "adam_lr_betas", "adam_amsgrad", "adam_weight_decay", "adamw", "adamw_amsgrad"]
 
 
-def torch_parity(case_id: str, steps: int = PARITY_STEPS) -> float:
+def torch_parity(case_id: str, steps: int = PARITY_STEPS, shapes=SHAPES) -> float:
     """Run ours and torch (float64, single-tensor path) on the same gradients; max relative |Δw|."""
     torch = pytest.importorskip("torch")
     _, make_ours, make_torch = next(c for c in torch_cases() if c[0] == case_id)
-    grads = gradient_sequence(steps)
-    params = make_params()
+    grads = gradient_sequence(steps, shapes=shapes)
+    params = make_params(shapes=shapes)
     tensors = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
     topt = make_torch(tensors)
     for group in topt.param_groups:
@@ -139,6 +139,41 @@ def torch_parity(case_id: str, steps: int = PARITY_STEPS) -> float:
 @pytest.mark.parametrize("case_id", TORCH_IDS)
 def test_parity_with_torch(case_id):
     assert torch_parity(case_id) <= PARITY_RTOL
+
+
+# SGD's large parameters go through BLAS axpy/axpby (trainlab._blas) when NumPy's OpenBLAS is found.
+BLAS_SHAPES = [(7,), (64, 80), (3, 40, 40)]        # 7 values stay on the NumPy path, the others do not
+
+
+@pytest.mark.parametrize("case_id", [c for c in TORCH_IDS if c.startswith("sgd")])
+def test_parity_with_torch_on_the_blas_path(case_id):
+    from trainlab import _blas
+    assert all(math.prod(s) >= _blas.MIN_SIZE for s in BLAS_SHAPES[1:])
+    assert torch_parity(case_id, steps=30, shapes=BLAS_SHAPES) <= PARITY_RTOL
+
+
+SGD_CONFIGS = [k for k in CONFIGS if k.startswith(("sgd", "momentum", "nesterov"))]
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("name", SGD_CONFIGS)
+def test_sgd_blas_path_matches_the_numpy_path(name, dtype, monkeypatch):
+    from trainlab import _blas
+    if not _blas.available():
+        pytest.skip("no OpenBLAS level-1 functions in this NumPy build")
+    grads = [[g.astype(dtype) for g in step] for step in gradient_sequence(40, shapes=BLAS_SHAPES)]
+    fast = run_ours(CONFIGS[name], make_params(dtype=dtype, shapes=BLAS_SHAPES), grads)
+    calls = []
+    real = _blas.for_arrays
+    monkeypatch.setattr(_blas, "for_arrays", lambda *a: calls.append(a) and None)
+    slow = run_ours(CONFIGS[name], make_params(dtype=dtype, shapes=BLAS_SHAPES), grads)
+    assert calls                                       # the NumPy path ran ...
+    assert all(real(*a) is None for a in calls if a[0].size < _blas.MIN_SIZE)
+    assert any(real(*a) is not None for a in calls)    # ... where the BLAS path would have
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    for p, q in zip(fast.param_groups[0]["params"], slow.param_groups[0]["params"], strict=True):
+        assert p.data.dtype == dtype
+        np.testing.assert_allclose(p.data, q.data, rtol=0, atol=tol * max(1.0, np.abs(q.data).max()))
 
 
 def test_torch_case_table_is_complete():

@@ -21,6 +21,8 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from trainlab import _blas
+
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm"]
 
 
@@ -72,6 +74,11 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
     PyTorch's first step sets ``b = d``; starting from ``b = 0`` gives the
     same value since its dampening is 0.
 
+    Where the arrays allow it (float, C-contiguous, at least ``_blas.MIN_SIZE``
+    values, NumPy's own OpenBLAS found), each ``←`` above is one BLAS
+    ``axpy``/``axpby`` pass on the BLAS threads (see :mod:`trainlab._blas`:
+    a fused multiply-add, so the last bit may differ from the NumPy passes).
+
     Args:
         param: weights ``w``, updated in place.
         grad: ``g``, same shape; not modified.
@@ -86,13 +93,19 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
         Polyak 1964; Sutskever, Martens, Dahl & Hinton 2013, "On the importance
         of initialization and momentum in deep learning" (ICML).
     """
+    if momentum_form not in ("velocity", "buffer"):
+        raise ValueError(f"sgd: momentum_form must be 'velocity' or 'buffer', got {momentum_form!r}")
     d, k = _decayed_grad(param, grad, weight_decay, work)
+    buf = momentum_buffer
+    blas = _blas.for_arrays(d, param) if momentum == 0 else _blas.for_arrays(d, param, buf)
+    if blas is not None:
+        _sgd_blas(blas, param, d, buf, lr, momentum, nesterov, momentum_form)
+        return
     s = _scratch(work, k, param)
     if momentum == 0:
         np.multiply(d, lr, out=s)
         param -= s
         return
-    buf = momentum_buffer
     if momentum_form == "velocity":
         buf *= momentum
         np.multiply(d, lr, out=s)            # s = α·d
@@ -114,8 +127,27 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
         else:
             np.multiply(buf, lr, out=s)
             param -= s
+
+
+def _sgd_blas(blas: _blas.Level1, param: np.ndarray, d: np.ndarray, buf: np.ndarray | None, lr: float,
+              momentum: float, nesterov: bool, momentum_form: str) -> None:
+    """:func:`sgd` as BLAS ``axpy``/``axpby`` calls: one pass over memory per line below."""
+    if momentum == 0:
+        blas.axpy(-lr, d, param)                   # w = w − α·d
+    elif momentum_form == "velocity":
+        blas.axpby(-lr, d, momentum, buf)          # v = μ·v − α·d
+        if nesterov:
+            blas.axpy(-lr, d, param)
+            blas.axpy(momentum, buf, param)        # w = w − α·d + μ·v
+        else:
+            blas.axpy(1.0, buf, param)             # w = w + v
     else:
-        raise ValueError(f"sgd: momentum_form must be 'velocity' or 'buffer', got {momentum_form!r}")
+        blas.axpby(1.0, d, momentum, buf)          # b = μ·b + d
+        if nesterov:
+            blas.axpy(-lr, d, param)
+            blas.axpy(-lr * momentum, buf, param)  # w = w − α·(d + μ·b)
+        else:
+            blas.axpy(-lr, buf, param)             # w = w − α·b
 
 
 def adagrad(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step: int, lr: float,

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from trainlab import _blas
 from trainlab.nn.module import Parameter
 from trainlab.optim import functional as F
 from trainlab.optim.optimizer import Optimizer, check_flag, check_hyperparameter
@@ -71,6 +72,10 @@ class SGD(Optimizer):
         if hp["momentum_form"] not in MOMENTUM_FORMS:
             raise ValueError(f"{where}: invalid momentum_form={hp['momentum_form']!r}; "
                              f"expected one of {list(MOMENTUM_FORMS)}")
+
+    def _split(self, group: dict[str, Any]) -> list[list[Parameter]] | None:
+        # With BLAS's axpy the passes already run on the BLAS threads: no lanes on top of them.
+        return None if _blas.available() else super()._split(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         lr, momentum, nesterov = group["lr"], group["momentum"], group["nesterov"]
