@@ -106,6 +106,20 @@ def test_parameters_buffers_modes_and_zero_grad():
     assert not any(p.grad.any() for p in model.parameters())
 
 
+def test_setting_a_parameter_to_none_removes_it_as_in_torch():
+    torch = pytest.importorskip("torch")
+    layer = nn.Linear(3, 2, rng=np.random.default_rng(0))
+    tlayer = torch.nn.Linear(3, 2)
+    layer.bias = None
+    tlayer.bias = None
+    assert layer.bias is None and tlayer.bias is None
+    assert [n for n, _ in layer.named_parameters()] == [n for n, _ in tlayer.named_parameters()] == ["weight"]
+    x = np.random.default_rng(1).standard_normal((4, 3)).astype(np.float32)
+    np.testing.assert_array_equal(layer(x), x @ layer.weight.data.T)     # no bias added
+    with pytest.raises(TypeError, match="Linear.bias: expected a Parameter"):
+        layer.bias = np.zeros(2)
+
+
 def test_to_dtype_casts_params_and_buffers_and_returns_self():
     model = conv_net(np.random.default_rng(6))
     assert model.to(np.float64) is model

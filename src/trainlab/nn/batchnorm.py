@@ -296,13 +296,15 @@ class _BatchNorm(Module):
         return _from_ncs(out, np.shape(x), channel_major)
 
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
-        self.num_batches_tracked = self.num_batches_tracked + 1
-        factor = 1.0 / float(self.num_batches_tracked) if self.momentum is None else self.momentum
-        unbiased = var * (m / (m - 1))
-        rm, rv = self.running_mean, self.running_var
+        buffers = self._buffers      # read directly: attribute access through Module.__getattr__ costs more
+        count = buffers["num_batches_tracked"] + 1
+        buffers["num_batches_tracked"] = count
+        factor = 1.0 / float(count) if self.momentum is None else self.momentum
+        rm, rv = buffers["running_mean"], buffers["running_var"]
         rm *= rm.dtype.type(1.0 - factor)
         rm += (factor * mean).astype(rm.dtype, copy=False)
         rv *= rv.dtype.type(1.0 - factor)
+        unbiased = var * (m / (m - 1))
         rv += (factor * unbiased).astype(rv.dtype, copy=False)
 
     # ---------------------------------------------------------------- backward

@@ -200,8 +200,7 @@ class Module:
             if value is not None:
                 raise TypeError(f"{type(self).__name__}.{name}: expected a Parameter, "
                                 f"got {type(value).__name__}")
-            params[name] = None
-            return
+            params[name] = None        # as in PyTorch: ``layer.bias = None`` removes the parameter
         object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
