@@ -32,8 +32,10 @@ splits its parameters into ``num_threads`` lanes of about equal size and runs
 the kernels of each lane in its own thread (NumPy releases the GIL inside every
 pass, so the lanes run on separate cores); each lane has its own scratch buffers.
 Every parameter still gets exactly the same arithmetic, so results do not depend
-on the thread count. ``num_threads`` defaults to the ``TRAINLAB_NUM_THREADS``
-environment variable, else the number of CPUs this process may run on.
+on the thread count. SGD uses no lanes when its updates run through BLAS (see
+:mod:`trainlab._blas`): those passes already run on the BLAS threads.
+``num_threads`` defaults to the ``TRAINLAB_NUM_THREADS`` environment variable,
+else the number of CPUs this process may run on.
 """
 
 from __future__ import annotations
