@@ -87,3 +87,14 @@ def test_environment_variable_turns_the_path_off():
     env = dict(os.environ, TRAINLAB_BLAS_LEVEL1="0")
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "True"]
+
+
+@needs_blas
+def test_off_refuses_in_its_block_and_restores_after():
+    x, y = np.ones(N), np.ones(N)
+    with _blas.off():
+        assert _blas.for_arrays(x, y) is None
+        with _blas.off():
+            assert _blas.for_arrays(x, y) is None
+        assert _blas.for_arrays(x, y) is None
+    assert _blas.for_arrays(x, y) is not None

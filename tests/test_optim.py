@@ -141,23 +141,23 @@ def test_parity_with_torch(case_id):
     assert torch_parity(case_id) <= PARITY_RTOL
 
 
-# SGD's large parameters go through BLAS axpy/axpby (trainlab._blas) when NumPy's OpenBLAS is found.
+# SGD's and Adam's large parameters go through BLAS axpy/axpby (trainlab._blas) when NumPy's OpenBLAS is found.
 BLAS_SHAPES = [(7,), (64, 80), (3, 40, 40)]        # 7 values stay on the NumPy path, the others do not
 
 
-@pytest.mark.parametrize("case_id", [c for c in TORCH_IDS if c.startswith("sgd")])
+@pytest.mark.parametrize("case_id", [c for c in TORCH_IDS if c.startswith(("sgd", "adam"))])
 def test_parity_with_torch_on_the_blas_path(case_id):
     from trainlab import _blas
     assert all(math.prod(s) >= _blas.MIN_SIZE for s in BLAS_SHAPES[1:])
     assert torch_parity(case_id, steps=30, shapes=BLAS_SHAPES) <= PARITY_RTOL
 
 
-SGD_CONFIGS = [k for k in CONFIGS if k.startswith(("sgd", "momentum", "nesterov"))]
+BLAS_CONFIGS = [k for k in CONFIGS if k.startswith(("sgd", "momentum", "nesterov", "adam"))]
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("name", SGD_CONFIGS)
-def test_sgd_blas_path_matches_the_numpy_path(name, dtype, monkeypatch):
+@pytest.mark.parametrize("name", BLAS_CONFIGS)
+def test_blas_path_matches_the_numpy_path(name, dtype, monkeypatch):
     from trainlab import _blas
     if not _blas.available():
         pytest.skip("no OpenBLAS level-1 functions in this NumPy build")

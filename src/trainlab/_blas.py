@@ -23,16 +23,17 @@ computed on its own, so they do not depend on the thread count.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import glob
 import os
 import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import numpy as np
 
-__all__ = ["available", "for_arrays", "Level1", "MIN_SIZE"]
+__all__ = ["available", "for_arrays", "off", "Level1", "MIN_SIZE"]
 
 _ENV = "TRAINLAB_BLAS_LEVEL1"
 _PREFIXES = ("scipy_cblas_", "cblas_")
@@ -146,6 +147,24 @@ class Level1:
         self._axpby(y.size, a, _address(x), 1, b, _address(y), 1)
 
 
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def off() -> Iterator[None]:
+    """Within the block, :func:`for_arrays` refuses in this thread (callers run NumPy).
+
+    The optimizers' lanes use it: each lane is a thread of its own, and BLAS calls
+    from concurrent lanes would fight over the one BLAS thread pool.
+    """
+    previous = getattr(_local, "off", False)
+    _local.off = True
+    try:
+        yield
+    finally:
+        _local.off = previous
+
+
 def for_arrays(read: np.ndarray, *written: np.ndarray) -> Level1 | None:
     """The BLAS kernels when they can take these operands, else None (the caller runs NumPy).
 
@@ -155,7 +174,8 @@ def for_arrays(read: np.ndarray, *written: np.ndarray) -> Level1 | None:
     if not _loaded:
         _load()
     level1 = _LEVEL1.get(read.dtype)
-    if level1 is None or read.size < MIN_SIZE or not read.flags.c_contiguous:
+    if (level1 is None or read.size < MIN_SIZE or not read.flags.c_contiguous
+            or getattr(_local, "off", False)):
         return None
     for i, y in enumerate(written):
         if (y.dtype != read.dtype or y.size != read.size or not y.flags.c_contiguous

@@ -268,6 +268,9 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     ``α_t = α·√c2/(1 − β1^t)``: ``w ← w − α_t · m / (√v + ε·√c2)``, or with ε
     under the root ``w ← w − α_t · m / √(v + ε·c2)``; equal to the forms above
     up to rounding (measured ≤ 1e-15 relative to PyTorch over 100 steps).
+    Where the arrays allow it (as in :func:`sgd`), the two moment updates and the
+    step on ``w`` are BLAS ``axpby``/``axpy`` passes; otherwise ``m`` follows
+    PyTorch's ``lerp`` form ``m + (1 − β1)(d − m)``.
 
     Args:
         param: ``w``, updated in place. grad: ``g``, not modified.
@@ -291,13 +294,19 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     else:
         d, k = _decayed_grad(param, grad, weight_decay, work)
     s = _scratch(work, k, param)
-    np.subtract(d, exp_avg, out=s)           # m ← m + (1 − β1)(d − m), PyTorch's lerp
-    s *= 1 - beta1
-    exp_avg += s
-    exp_avg_sq *= beta2
-    np.multiply(d, d, out=s)
-    s *= 1 - beta2
-    exp_avg_sq += s
+    blas = _blas.for_arrays(d, exp_avg, exp_avg_sq, s, param)
+    if blas is not None:
+        blas.axpby(1 - beta1, d, beta1, exp_avg)     # m ← β1·m + (1 − β1)·d, one BLAS pass
+        np.multiply(d, d, out=s)
+        blas.axpby(1 - beta2, s, beta2, exp_avg_sq)  # v ← β2·v + (1 − β2)·d²
+    else:
+        np.subtract(d, exp_avg, out=s)           # m ← m + (1 − β1)(d − m), PyTorch's lerp
+        s *= 1 - beta1
+        exp_avg += s
+        exp_avg_sq *= beta2
+        np.multiply(d, d, out=s)
+        s *= 1 - beta2
+        exp_avg_sq += s
     second = exp_avg_sq
     if amsgrad:
         np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
@@ -315,8 +324,11 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         np.sqrt(second, out=s)               # √v̂ + ε = (√v + ε·√bc2) / √bc2
         s += eps * bc2_sqrt
     np.divide(exp_avg, s, out=s)
-    s *= lr * bc2_sqrt / bc1
-    param -= s
+    if blas is not None:
+        blas.axpy(-lr * bc2_sqrt / bc1, s, param)
+    else:
+        s *= lr * bc2_sqrt / bc1
+        param -= s
 
 
 def clip_grad_norm(params, max_norm: float, norm_type: float | str = 2.0) -> float:

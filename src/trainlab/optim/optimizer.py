@@ -51,6 +51,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from trainlab import _blas
 from trainlab.nn.module import Parameter
 
 __all__ = ["Optimizer", "check_hyperparameter"]
@@ -282,7 +283,8 @@ class Optimizer:
     def _step_lane(self, lane: int, group: dict[str, Any], params: list[Parameter]) -> None:
         _LANE.index = lane
         try:
-            self._step_group({**group, "params": params})
+            with _blas.off():          # lanes run NumPy's kernels; BLAS's pool is not shared between them
+                self._step_group({**group, "params": params})
         finally:
             _LANE.index = 0
 
