@@ -175,13 +175,17 @@ def adagrad(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step:
     """
     d, k = _decayed_grad(param, grad, weight_decay, work)
     s = _scratch(work, k, param)
+    blas = _blas.for_arrays(d, state_sum, s, param)     # see sgd: axpy passes where possible
     clr = lr / (1 + (step - 1) * lr_decay)
     np.multiply(d, d, out=s)
     state_sum += s
     _denominator(state_sum, eps, eps_inside_sqrt, out=s)
     np.divide(d, s, out=s)
-    s *= clr
-    param -= s
+    if blas is not None:
+        blas.axpy(-clr, s, param)
+    else:
+        s *= clr
+        param -= s
 
 
 def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
@@ -219,15 +223,24 @@ def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
     """
     d, k = _decayed_grad(param, grad, weight_decay, work)
     s = _scratch(work, k, param)
+    state = [a for a in (grad_avg if centered else None, momentum_buffer if momentum > 0 else None)
+             if a is not None]
+    blas = _blas.for_arrays(d, square_avg, s, param, *state)   # see sgd: axpy passes where possible
     one_minus_alpha = 1 - alpha
-    square_avg *= alpha
     np.multiply(d, d, out=s)
-    s *= one_minus_alpha
-    square_avg += s
-    if centered:
-        np.subtract(d, grad_avg, out=s)
+    if blas is not None:
+        blas.axpby(one_minus_alpha, s, alpha, square_avg)      # G ← α·G + (1 − α)·d²
+    else:
+        square_avg *= alpha
         s *= one_minus_alpha
-        grad_avg += s
+        square_avg += s
+    if centered:
+        if blas is not None:
+            blas.axpby(one_minus_alpha, d, alpha, grad_avg)    # ḡ ← α·ḡ + (1 − α)·d
+        else:
+            np.subtract(d, grad_avg, out=s)
+            s *= one_minus_alpha
+            grad_avg += s
         np.multiply(grad_avg, grad_avg, out=s)
         np.subtract(square_avg, s, out=s)
         np.maximum(s, 0, out=s)              # G − ḡ² ≥ 0 exactly; rounding can make it −1 ulp
@@ -236,6 +249,13 @@ def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
         denom_src = square_avg
     _denominator(denom_src, eps, eps_inside_sqrt, out=s)
     np.divide(d, s, out=s)
+    if blas is not None:
+        if momentum > 0:
+            blas.axpby(1.0, s, momentum, momentum_buffer)      # b ← μ·b + d / denominator
+            blas.axpy(-lr, momentum_buffer, param)
+        else:
+            blas.axpy(-lr, s, param)
+        return
     if momentum > 0:
         momentum_buffer *= momentum
         momentum_buffer += s
