@@ -152,6 +152,7 @@ def test_early_stopping_stops_and_says_why():
     assert history.stopped_early and len(history.epoch) == 3 and "val_loss did not improve" in history.stop_reason
 
 
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")   # inf - inf, on purpose
 def test_nan_guard_names_step_and_first_bad_layer():
     splits = data.load("digits")
     model, opt = _digits_model()
