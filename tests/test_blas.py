@@ -98,3 +98,21 @@ def test_off_refuses_in_its_block_and_restores_after():
             assert _blas.for_arrays(x, y) is None
         assert _blas.for_arrays(x, y) is None
     assert _blas.for_arrays(x, y) is not None
+
+
+@needs_blas
+def test_zero_coefficients_still_propagate_non_finite_values_like_numpy():
+    x = np.ones(N)
+    x[3] = np.inf
+    y = np.ones(N)
+    y[5] = np.nan
+    k = _blas.for_arrays(x, y)
+    y1 = y.copy()
+    k.axpy(0.0, x, y1)                         # 0 * inf = nan, as in NumPy
+    assert np.isnan(y1[3]) and np.isnan(y1[5]) and y1[0] == 1
+    y2 = y.copy()
+    k.axpby(2.0, x, 0.0, y2)                   # 0 * nan = nan
+    assert np.isnan(y2[5]) and y2[3] == np.inf and y2[0] == 2
+    y3 = y.copy()
+    k.axpby(0.0, x, 0.5, y3)
+    assert np.isnan(y3[3]) and np.isnan(y3[5]) and y3[0] == 0.5

@@ -138,12 +138,22 @@ class Level1:
     def __init__(self, axpy: Callable[..., None], axpby: Callable[..., None]) -> None:
         self._axpy, self._axpby = axpy, axpby
 
+    # OpenBLAS skips the terms whose coefficient is 0 (``0 * inf`` never becomes NaN there);
+    # those rare calls run in NumPy, so non-finite values propagate exactly as in the NumPy path.
+
     def axpy(self, a: float, x: np.ndarray, y: np.ndarray) -> None:
         """``y += a * x`` in place."""
+        if a == 0:
+            y += x * y.dtype.type(a)
+            return
         self._axpy(y.size, a, _address(x), 1, _address(y), 1)
 
     def axpby(self, a: float, x: np.ndarray, b: float, y: np.ndarray) -> None:
         """``y = a * x + b * y`` in place."""
+        if a == 0 or b == 0:
+            y *= y.dtype.type(b)
+            y += x * y.dtype.type(a)
+            return
         self._axpby(y.size, a, _address(x), 1, b, _address(y), 1)
 
 
