@@ -187,9 +187,13 @@ def for_arrays(read: np.ndarray, *written: np.ndarray) -> Level1 | None:
     if (level1 is None or read.size < MIN_SIZE or not read.flags.c_contiguous
             or getattr(_local, "off", False)):
         return None
-    for i, y in enumerate(written):
+    for y in written:
         if (y.dtype != read.dtype or y.size != read.size or not y.flags.c_contiguous
-                or not y.flags.writeable or np.may_share_memory(read, y)
-                or any(np.may_share_memory(z, y) for z in written[:i])):
+                or not y.flags.writeable):
             return None
+    # No two operands may overlap: each one is a contiguous block [start, start + nbytes).
+    nbytes = read.nbytes
+    starts = sorted(_address(a) for a in (read, *written))
+    if any(b - a < nbytes for a, b in zip(starts[:-1], starts[1:], strict=True)):
+        return None
     return level1
