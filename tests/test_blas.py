@@ -101,6 +101,7 @@ def test_off_refuses_in_its_block_and_restores_after():
 
 
 @needs_blas
+@pytest.mark.filterwarnings("ignore:invalid value encountered:RuntimeWarning")   # 0 * inf, on purpose
 def test_zero_coefficients_still_propagate_non_finite_values_like_numpy():
     x = np.ones(N)
     x[3] = np.inf
