@@ -23,7 +23,10 @@ import numpy as np
 
 from trainlab import _blas
 
-__all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm"]
+__all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm", "MOMENTUM_FORMS"]
+
+#: the two ways :func:`sgd` keeps momentum (see there)
+MOMENTUM_FORMS = ("velocity", "buffer")
 
 
 
@@ -93,8 +96,8 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
         Polyak 1964; Sutskever, Martens, Dahl & Hinton 2013, "On the importance
         of initialization and momentum in deep learning" (ICML).
     """
-    if momentum_form not in ("velocity", "buffer"):
-        raise ValueError(f"sgd: momentum_form must be 'velocity' or 'buffer', got {momentum_form!r}")
+    if momentum_form not in MOMENTUM_FORMS:
+        raise ValueError(f"sgd: momentum_form must be one of {list(MOMENTUM_FORMS)}, got {momentum_form!r}")
     d, k = _decayed_grad(param, grad, weight_decay, work)
     buf = momentum_buffer
     blas = _blas.for_arrays(d, param) if momentum == 0 else _blas.for_arrays(d, param, buf)

@@ -8,11 +8,10 @@ from typing import Any
 from trainlab import _blas
 from trainlab.nn.module import Parameter
 from trainlab.optim import functional as F
+from trainlab.optim.functional import MOMENTUM_FORMS
 from trainlab.optim.optimizer import Optimizer, check_flag, check_hyperparameter
 
 __all__ = ["SGD", "Momentum", "Nesterov"]
-
-MOMENTUM_FORMS = ("velocity", "buffer")
 
 
 class SGD(Optimizer):
