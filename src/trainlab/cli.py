@@ -58,9 +58,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:
-            if args.config or args.set:
+            if args.config or args.set or args.tensorboard:
                 return _fail("--resume continues a run with its own config.toml; "
-                             "use --epochs to extend it, not --config/--set")
+                             "use --epochs to extend it, not --config/--set/--tensorboard")
             folder, result = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
         else:
             overrides = list(args.set or [])
@@ -68,12 +68,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 overrides.append(f"train.epochs={args.epochs}")
             if args.name:
                 overrides.append(f'run.name="{args.name}"')
+            if args.tensorboard:
+                overrides.append("train.tensorboard=true")
             config = load_config(args.config, overrides)
             folder, result = run(config, quiet=args.quiet)
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, ImportError) as exc:
         return _fail(str(exc))
     print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f})")
     print(f"run folder: {folder}")
+    if (folder / "tb").is_dir():
+        print(f"tensorboard --logdir {folder / 'tb'}")
     return 0
 
 
@@ -152,6 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N (with --resume: new total)")
     p.add_argument("--name", help="shortcut for --set run.name=NAME")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files into the run folder's tb/ (shortcut for "
+                        "--set train.tensorboard=true; needs trainlab[tensorboard])")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_cmd_train)
 
