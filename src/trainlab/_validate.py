@@ -81,14 +81,15 @@ def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bo
 
 
 def real(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False, finite: bool = True,
+         low_open: bool = False, high_open: bool = False, finite: bool = True, allow_nan: bool = False,
          argument: str | None = None) -> float:
     """``float(value)`` if it is a real number (not a bool) in the stated interval, else raise.
 
     Args:
         owner, name: who checks, and the argument's name as shown in the message (``"betas[0]"``).
         low, high: bounds; ``low_open``/``high_open`` exclude them.
-        finite: refuse ``±inf`` (NaN is always refused).
+        finite: refuse ``±inf``.
+        allow_nan: accept NaN (refused by default).
         argument: the name put on ``exc.argument`` when it differs from ``name`` (``"betas"``).
 
     Raises:
@@ -98,6 +99,8 @@ def real(owner: str, name: str, value: Any, *, low: float | None = None, high: f
         raise _expected(TypeError, owner, name, "a real number", value, argument)
     number = float(value)
     bounds = _bounds(low, high, low_open, high_open)
+    if math.isnan(number) and allow_nan:
+        return number
     if math.isnan(number) or (finite and math.isinf(number)):
         what = " ".join(w for w in ("a finite number" if finite else "a number", bounds) if w)
         raise _expected(ValueError, owner, name, what, value, argument)
