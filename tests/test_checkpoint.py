@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import struct
 import time
 import tracemalloc
@@ -576,3 +577,119 @@ def test_damaged_format_1_files_are_refused(tmp_path):
         with pytest.raises(CheckpointError, match="v1.safetensors"):
             trainer.resume(path, np.random.default_rng(0))
     cf.assert_same(trainer.model.state_dict(), before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporary files left by a SIGKILL mid-save
+# ---------------------------------------------------------------------------------------------
+_SAVERS = """
+import os, signal, sys, time
+import numpy as np
+from trainlab import checkpoint, nn
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)      # the kernel reaps the savers
+model = nn.Sequential(nn.Linear(256, 256, rng=np.random.default_rng(0)))
+for line in sys.stdin:                             # "<mode> <path>": fork one saver, which prints its pid
+    mode, path = line.split()
+    if os.fork() == 0:
+        try:
+            if mode == "hold":                     # stop inside the save: bytes written, not yet renamed
+                def hold(fd):
+                    print(os.getpid(), flush=True)
+                    time.sleep(120)
+                checkpoint.os.fsync = hold
+            else:                                  # "loop": save over and over until killed
+                print(os.getpid(), flush=True)
+            for _ in range(100_000):
+                checkpoint.save(path, model, epoch=1)
+        finally:
+            os._exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def savers():
+    """Start saver processes (forked from one child, so trainlab is imported once) and SIGKILL them."""
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", _SAVERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    started = []
+
+    class Savers:
+        def start(self, mode, path):
+            server.stdin.write(f"{mode} {path}\n")
+            server.stdin.flush()
+            assert select.select([server.stdout], [], [], 60)[0], "no saver started"
+            pid = int(server.stdout.readline())
+            started.append(pid)
+            return pid
+
+        def kill(self, pid):
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(1000):                  # until it is gone, and its locks with it
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.01)
+            raise AssertionError(f"saver {pid} did not die")
+
+    try:
+        yield Savers()
+    finally:
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        server.stdin.close()
+        server.wait(30)
+        server.stdout.close()
+
+
+def _temps(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_stale_temp_files_are_removed_at_the_next_save_and_live_ones_kept(tmp_path, savers):
+    """SIGKILL a process mid-save: its temp file is stale and goes; a process saving right now keeps its own."""
+    model, opt = make()
+    savers.kill(savers.start("hold", tmp_path / "last.safetensors"))
+    stale = _temps(tmp_path)
+    assert len(stale) == 1 and re.fullmatch(r"\.last\.safetensors\.trainlab-[a-z0-9_]{8}\.tmp", stale[0])
+    alive = savers.start("hold", tmp_path / "best.safetensors")       # holds its temp file's lock
+    try:
+        live = [name for name in _temps(tmp_path) if name not in stale]
+        assert len(live) == 1 and live[0].startswith(".best.safetensors.trainlab-")
+        others = [".notes.txt.trainlab-abcdefgh.tmp.bak", ".x.abcdefgh.tmp", "y.trainlab-abcdefgh.tmp",
+                  ".z.trainlab-abcdefg.tmp"]
+        for name in others:                                           # not trainlab's pattern: never touched
+            (tmp_path / name).write_text("keep")
+        checkpoint.save(tmp_path / "other.safetensors", model, opt, epoch=1)
+        assert _temps(tmp_path) == sorted(live + [n for n in others if n.endswith(".tmp")])
+    finally:
+        savers.kill(alive)
+    checkpoint.atomic_write_bytes(tmp_path / "metrics.jsonl", b"{}\n")   # any atomic write cleans its folder
+    assert [n for n in _temps(tmp_path) if "trainlab-" in n] == [".z.trainlab-abcdefg.tmp", "y.trainlab-abcdefgh.tmp"]
+    assert (tmp_path / "other.safetensors").is_file() and not (tmp_path / "best.safetensors").exists()
+
+
+def test_sigkill_at_random_moments_never_leaves_a_half_written_checkpoint(tmp_path, savers):
+    """Savers killed at 20 random moments: the target always loads, and the next save removes the temp file."""
+    target = tmp_path / "last.safetensors"
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(256, 256, rng=np.random.default_rng(0)))
+    mid_save = 0
+    for _ in range(20):
+        pid = savers.start("loop", target)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
+        savers.kill(pid)
+        mid_save += bool(_temps(tmp_path))
+        if target.exists():
+            assert checkpoint.load(target, model)["epoch"] == 1
+        checkpoint.save(tmp_path / "next.safetensors", model, epoch=2)
+        assert _temps(tmp_path) == []
+    assert mid_save >= 1, "no kill hit a save in progress (they do about half the time)"

@@ -392,7 +392,7 @@ def _tensor_table(st_header: Any, data_len: int, path: Path) -> dict[str, tuple[
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise _error(path, f"tensor {name!r}: expected 'dtype', 'shape' and 'data_offsets', got {_brief(entry)}")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if code not in _DTYPES:
+        if not isinstance(code, str) or code not in _DTYPES:
             raise _error(path, f"tensor {name!r}: unsupported dtype {_brief(code)} (known: {', '.join(_DTYPES)})")
         if not isinstance(shape, list) or len(shape) > 32 or not all(_is_count(d) for d in shape):
             raise _error(path, f"tensor {name!r}: shape {_brief(shape)} is not a list of at most 32 "
