@@ -522,6 +522,21 @@ class Monitor:
         return [(r.step, r.histograms[layer][what]) for r in self.steps
                 if r.histograms and what in r.histograms.get(layer, {})]
 
+    def plot(self, layers: list[str] | None = None) -> Any:
+        """Activation std, gradient norm and update ratio per layer over the sampled steps, and the
+        by-layer profile at the last one: a matplotlib Figure (see
+        :func:`trainlab.plotting.monitor_figure`); a notebook shows it when it is a cell's value."""
+        from trainlab.plotting import monitor_figure
+
+        return monitor_figure(self, layers)
+
+    def plot_histograms(self, what: str = "act", step: int | None = None) -> Any:
+        """One histogram panel per layer of ``what`` (``"act"``, ``"grad"``, ``"weight"``, ...) at
+        sampled step ``step`` (default: the last): a matplotlib Figure. Needs ``histograms=True``."""
+        from trainlab.plotting import histogram_figure
+
+        return histogram_figure(self, what, step)
+
     def to_rows(self, per: str = "step") -> list[dict[str, Any]]:
         """Flat dicts for JSON: ``{"step", "layer", <stats>}`` per step and layer (``per="epoch"``:
         ``{"epoch", "layer", <epoch means>}``)."""
