@@ -287,6 +287,7 @@ _REGISTRY: dict[str, Callable[..., np.ndarray]] = {
     "glorot_uniform": glorot_uniform,
     "he": he,
     "he_uniform": he_uniform,
+    "kaiming": he, "kaiming_normal": he, "kaiming_uniform": he_uniform,   # torch's names (a=0, fan_in)
     "orthogonal": orthogonal,
     "zeros": zeros,
     "ones": ones,
