@@ -10,7 +10,9 @@ killed and reported as a hang. The child is restarted after a hang or a crash.
 Each call returns an :class:`Outcome`: ``ok`` (with a short summary of what was returned),
 ``error`` (the exception's class, its MRO names and message), ``hang`` or ``crash``.
 The usual assertion is :meth:`Outcome.check`: the call either succeeded or raised the
-module's own error type.
+module's own error type. Targets are ``"module:function"`` names importable in the child:
+trainlab's modules, or a helper module in ``tests/`` (the folder is on the child's path),
+which can also check invariants after the call (raising ``AssertionError`` if one fails).
 
 How many examples each fuzz test draws: :func:`fuzz_settings`, from ``TRAINLAB_FUZZ_EXAMPLES``
 (default :data:`DEFAULT_EXAMPLES`, sized so that the fuzz suite runs in CI in well under two
@@ -33,6 +35,7 @@ DEFAULT_EXAMPLES = 150           #: examples per fuzz test in CI
 DEFAULT_MEMORY = 1536 << 20      #: the child's address-space limit (bytes)
 DEFAULT_TIMEOUT = 20.0           #: seconds one call may take before it counts as a hang
 
+_TESTS = str(Path(__file__).resolve().parent)  # so that a target may live in a tests helper module
 _SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 _CHILD = textwrap.dedent(
@@ -111,7 +114,7 @@ class Sandbox:
 
     def _start(self) -> subprocess.Popen[str]:
         env = {**os.environ, "OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "NUMBA_NUM_THREADS": "1",
-               "PYTHONPATH": os.pathsep.join(filter(None, [_SRC, os.environ.get("PYTHONPATH")]))}
+               "PYTHONPATH": os.pathsep.join(filter(None, [_SRC, _TESTS, os.environ.get("PYTHONPATH")]))}
         return subprocess.Popen([sys.executable, "-c", _CHILD, str(self.memory)], stdin=subprocess.PIPE,
                                 stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env)
 

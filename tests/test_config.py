@@ -120,7 +120,7 @@ def test_a_table_that_is_not_a_table(tmp_path):
     (['schedule.name="plateau"', 'schedule.mode="upward"'], "schedule", "mode"),
     (['data.name="cifar10"'], "data.name", "unknown dataset 'cifar10'"),
     (['data.name="digit"'], "data.name", "did you mean 'digits'"),
-    (['model.init="kaiming_normal_"'], "model.init", "did you mean 'kaiming_normal'"),
+    (['model.init="xavier_uniform_"'], "model.init", "torch's xavier_uniform_ is trainlab's 'glorot_uniform'"),
     (['model.init="hee"'], "model.init", "unknown initializer"),
 ])
 def test_validate_refuses_what_the_build_would_refuse(overrides, key, words):
@@ -144,9 +144,16 @@ def test_constructor_errors_carry_the_argument_name_into_the_key(monkeypatch):
         validate({"optimizer": {"betas": [0.9]}})
 
 
-def test_torch_names_for_he_are_aliases():
-    assert init.get("kaiming") is init.he and init.get("kaiming_uniform") is init.he_uniform
-    assert load_config(None, ['model.init="kaiming"'])["model"]["init"] == "kaiming"
+@pytest.mark.parametrize("name, torch_name, ours", [("kaiming", "kaiming_normal_", "he"),
+                                                     ("kaiming_uniform_", "kaiming_uniform_", "he_uniform"),
+                                                     ("xavier_normal", "xavier_normal_", "glorot")])
+def test_torch_init_names_get_trainlab_s_name_as_a_hint(name, torch_name, ours):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, [f"model.init={name!r}"])
+    text = str(info.value)
+    assert text.startswith(f"model.init: init.get: unknown initializer {name!r}")
+    assert text.endswith(f"(torch's {torch_name} is trainlab's {ours!r}: --set model.init=\"{ours}\")"), text
+    assert init.get(ours)                                     # the hint names a real initializer
 
 
 def test_schedule_none_ignores_the_keys_of_a_switched_off_schedule():

@@ -93,9 +93,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
     from trainlab.run import resume, run
 
     if args.resume:
-        if args.config or args.set or args.name:
+        if args.config or args.set or args.name or args.tensorboard:
             raise UsageError("--resume continues a run with its own config.toml; use --epochs to extend it, "
-                             "not --config/--set/--name")
+                             "not --config/--set/--name/--tensorboard")
         if args.overwrite:
             raise UsageError("--resume continues a run; --overwrite would replace it: give one of them")
         folder, result = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
@@ -105,10 +105,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
             overrides.append(f"train.epochs={args.epochs}")
         if args.name:
             overrides.append(f"run.name={json.dumps(args.name)}")
+        if args.tensorboard:
+            overrides.append("train.tensorboard=true")
         config = load_config(args.config, overrides)
         folder, result = run(config, if_exists="replace" if args.overwrite else "fail", quiet=args.quiet)
     print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f})")
     print(f"run folder: {folder}")
+    if (folder / "tb").is_dir():
+        print(f"tensorboard --logdir {folder / 'tb'}")
     return 0
 
 
@@ -182,6 +186,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", help="shortcut for --set run.name=NAME")
     p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files into the run folder's tb/ (shortcut for "
+                        "--set train.tensorboard=true; needs trainlab[tensorboard])")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_cmd_train)
 
@@ -259,6 +266,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILURE, "out of memory" + (f" ({message})" if message else "") + \
             "; try a smaller model.hidden / model.channels or train.batch_size"
     if isinstance(exc, (ValueError, TypeError)):    # ConfigError, RunError, CheckpointError, the data errors
+        return EXIT_USAGE, message or type(exc).__name__
+    if isinstance(exc, ImportError):                # an optional extra that is not installed (its message says which)
         return EXIT_USAGE, message or type(exc).__name__
     if isinstance(exc, OSError):                    # a download that failed, a full disk, a permission
         return EXIT_FAILURE, message or type(exc).__name__

@@ -9,7 +9,8 @@ A config has five tables; every key has a default, so an empty file is a valid r
     [optimizer]  name = "adam", lr = 0.001, and any argument of that optimizer
     [schedule]   name = "none", and any argument of that schedule
     [train]      epochs = 20, batch_size = 64, early_stopping = 0, checkpoint_every = 1,
-                 monitor_every = 10 (sample per-layer health every N steps; 0 = off)
+                 monitor_every = 10 (sample per-layer health every N steps; 0 = off),
+                 tensorboard = false (TensorBoard event files in the run folder's tb/)
 
 Every error is a :class:`ConfigError` that names the key (``optimizer.lr``) or the file and
 says what was expected; an unknown key suggests the nearest known one.
@@ -69,7 +70,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "optimizer": {"name": "adam", "lr": 1e-3},
     "schedule": {"name": "none"},
     "train": {"epochs": 20, "batch_size": 64, "early_stopping": 0, "checkpoint_every": 1,
-              "monitor_every": 10},
+              "monitor_every": 10, "tensorboard": False},
 }
 
 SCHEDULES = {"none": None, "step": "StepLR", "exponential": "ExponentialLR", "cosine": "CosineAnnealingLR",
@@ -329,6 +330,17 @@ def build_schedule(table: dict[str, Any], optimizer: Any) -> Any:
     return _construct("schedule", f"the {name} schedule ({cls.__name__})", cls, optimizer, table, skip="optimizer")
 
 
+#: torch.nn.init's names -> (torch's function, trainlab's initializer with the same distribution); torch's
+#: defaults: a=0 and fan_in for kaiming, Glorot's fan_avg for xavier (trainlab's "xavier" is the seed's fan_in).
+_TORCH_INITS = {"kaiming": ("kaiming_normal_", "he"), "kaiming_normal": ("kaiming_normal_", "he"),
+                "kaiming_normal_": ("kaiming_normal_", "he"), "kaiming_uniform": ("kaiming_uniform_", "he_uniform"),
+                "kaiming_uniform_": ("kaiming_uniform_", "he_uniform"), "xavier_normal": ("xavier_normal_", "glorot"),
+                "xavier_normal_": ("xavier_normal_", "glorot"),
+                "xavier_uniform_": ("xavier_uniform_", "glorot_uniform"), "normal_": ("normal_", "normal"),
+                "orthogonal_": ("orthogonal_", "orthogonal"), "zeros_": ("zeros_", "zeros"),
+                "ones_": ("ones_", "ones")}
+
+
 def _check_init(name: str) -> None:
     from trainlab import init
 
@@ -337,7 +349,12 @@ def _check_init(name: str) -> None:
     try:
         init.get(name)
     except (ValueError, TypeError) as exc:
-        raise ConfigError(f"model.init: {exc} (or 'auto': he before ReLU, xavier before tanh/sigmoid)") from None
+        if name in _TORCH_INITS:
+            torch_name, ours = _TORCH_INITS[name]
+            hint = f"torch's {torch_name} is trainlab's {ours!r}: --set model.init=\"{ours}\""
+        else:
+            hint = "or 'auto': he before ReLU, xavier before tanh/sigmoid"
+        raise ConfigError(f"model.init: {exc} ({hint})") from None
 
 
 def _check_data_name(name: str) -> None:

@@ -10,10 +10,11 @@
 * ``last.safetensors`` / ``best.safetensors``: checkpoints (model, optimizer, epoch, RNG
   states, config), and ``model.safetensors``: the weights alone, loadable by
   ``torch_model.load_state_dict(safetensors.torch.load_file(...))``;
-* ``curves.png``: loss and accuracy per epoch (matplotlib, Agg backend);
+* ``curves.png``: loss, accuracy and learning rate per epoch, best epoch marked (matplotlib, Agg);
 * ``result.json``: ``status`` (``"completed"``, ``"stopped early"``, ``"interrupted"`` or
   ``"diverged"``), the epochs run, the reason a run stopped, the monitor's diagnosis, and
-  the final test loss and accuracy (``null`` when the run did not finish).
+  the final test loss and accuracy (``null`` when the run did not finish);
+* ``tb/``: TensorBoard event files, with ``train.tensorboard = true`` (:mod:`trainlab.tensorboard`).
 
 ``model.safetensors`` and ``curves.png`` are written at every checkpoint
 (``train.checkpoint_every``) as well as at the end, so a folder is usable at any moment.
@@ -149,35 +150,16 @@ def build(config: dict[str, Any]) -> Built:
 
 
 def write_curves(history: History | list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Draw loss and accuracy per epoch to a PNG (matplotlib, Agg backend; atomic write)."""
-    import io
+    """Draw loss, accuracy and learning rate per epoch, best epoch marked, to a PNG (atomic write).
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The figure is :meth:`History.plot`'s (:func:`trainlab.plotting.history_figure`): a log loss
+    axis when the loss spans a decade or more, a dashed line at the epoch of the lowest
+    validation loss.
+    """
+    from trainlab.plotting import history_figure, save_png
 
     rows = history.rows() if isinstance(history, History) else list(history)
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, ax, label in (("train_loss", ax_loss, "train"), ("val_loss", ax_loss, "val"),
-                           ("train_accuracy", ax_acc, "train"), ("val_accuracy", ax_acc, "val")):
-        values = [r.get(key) for r in rows]
-        if values and all(v is not None for v in values):
-            ax.plot(epochs, values, marker="o", ms=3, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_png(history_figure(rows, title=title), path)
 
 
 class _Snapshot(Callback):
@@ -206,7 +188,14 @@ class _Session:
         self.checkpoints = Checkpoint(folder, every=t["checkpoint_every"], config=config)
         callbacks += [MetricsLog(folder / "metrics.jsonl"),
                       _Snapshot(folder, t["checkpoint_every"], config["run"]["name"]), self.checkpoints]
-        self.monitor = Monitor(model, every=t["monitor_every"]) if t["monitor_every"] else None
+        self.monitor = (Monitor(model, every=t["monitor_every"], histograms=t["tensorboard"])
+                        if t["monitor_every"] else None)
+        self.board = None
+        if t["tensorboard"]:
+            from trainlab.tensorboard import TensorBoard
+
+            self.board = TensorBoard(folder / "tb", hparams=config)    # opens its files when training begins
+            callbacks.insert(-1, self.board)
         self.trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), schedule=schedule, callbacks=callbacks,
                                monitor=self.monitor, progress=False if quiet else None, log=None if quiet else log)
         self.rng = np.random.default_rng([config["run"]["seed"], 2])
@@ -268,6 +257,9 @@ class _Session:
             epoch = min(trainer.epoch_in_progress + 1, t["epochs"])
             raise RunInterrupted(f"interrupted (Ctrl-C) during epoch {epoch} of {t['epochs']}; {where}",
                                  self.folder, done) from None
+        finally:   # after an exception: flush the event files (a no-op once training ended normally)
+            if self.board is not None:
+                self.board.close("failure")
 
 
 def _free_name(folder: Path) -> Path:
