@@ -185,6 +185,16 @@ def test_an_existing_run_and_a_resume_that_would_shorten_it(tmp_path, capsys):
     assert "seed = 5" in (folder / "config.toml").read_text()
 
 
+def test_evaluate_a_run_that_has_no_weights_yet(tmp_path, capsys):
+    from trainlab.config import dumps, validate
+
+    folder = tmp_path / "r"
+    folder.mkdir()
+    (folder / "config.toml").write_text(dumps(validate({"data": {"name": "spiral"}})))
+    line = one_error_line(capsys, ["evaluate", str(folder)], EXIT_USAGE)
+    assert line == f"{folder}: no model.safetensors (the run stopped before its first checkpoint)"
+
+
 def test_lr_zero_is_one_warning_line(tmp_path, capsys):
     assert main(train_args(tmp_path, "optimizer.lr=0")) == 0
     err = capsys.readouterr().err.splitlines()

@@ -143,7 +143,8 @@ def build(config: dict[str, Any]) -> Built:
         raise
     except (ValueError, TypeError) as exc:
         argument = getattr(exc, "argument", None)
-        raise ConfigError(f"model{'.' + argument if isinstance(argument, str) else ''}: {exc}") from None
+        key = f"model.{argument}" if isinstance(argument, str) and argument in m else "model"
+        raise ConfigError(f"{key}: {exc}") from None
     optimizer = build_optimizer(config["optimizer"], model.parameters())
     schedule = build_schedule(config["schedule"], optimizer)
     return splits, model, optimizer, schedule
@@ -289,7 +290,8 @@ def _claim(folder: Path, if_exists: str) -> Path:
                            f"{len(held)} files; choose another run.name")
         return folder
     listed = ", ".join(held[:4]) + (", ..." if len(held) > 4 else "")
-    raise RunError(f"{folder} already holds a run ({listed}); to keep it, choose another name "
+    what = "already holds a run" if (folder / "config.toml").is_file() else "is not empty"
+    raise RunError(f"{folder} {what} ({listed}); to keep it, choose another name "
                    f"(--name {_free_name(folder).name}); to replace it, add --overwrite; to continue it, use "
                    f"--resume {folder}")
 

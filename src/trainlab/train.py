@@ -442,6 +442,7 @@ class Trainer:
         self.rng = rng
         batches = Batches(x, y, batch_size, shuffle=True, rng=rng)
         self.stop_training = False
+        self.epoch_in_progress = start_epoch
         self._call("on_train_begin")
         bar = _Progress(self.progress)
         try:
