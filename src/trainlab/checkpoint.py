@@ -81,7 +81,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: temp files are never judged stale
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["save", "load", "read", "prepare", "Prepared", "save_weights", "torch_state_dict",
+__all__ = ["save", "load", "read", "prepare", "Prepared", "apply_all", "save_weights", "torch_state_dict",
            "atomic_write_bytes", "remove_stale_temp_files", "CheckpointError", "rng_state", "set_rng_state",
            "check_rng_state"]
 
