@@ -64,6 +64,16 @@ class History:
         return [{k: getattr(self, k)[i] for k in keys if len(getattr(self, k)) > i}
                 for i in range(len(self.epoch))]
 
+    def plot(self, title: str = "") -> Any:
+        """Loss, accuracy and learning rate per epoch with the best epoch marked: a matplotlib Figure.
+
+        The figure of ``curves.png`` (see :func:`trainlab.plotting.history_figure`); a notebook
+        shows it when it is a cell's value, ``fig.savefig(path)`` writes it.
+        """
+        from trainlab.plotting import history_figure
+
+        return history_figure(self.rows(), title=title)
+
 
 def _xy(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(data, "x") and hasattr(data, "y"):
