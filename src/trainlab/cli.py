@@ -117,6 +117,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_main([*map(str, args.dirs), *(["--out", str(args.out)] if args.out else [])])
 
 
+def _cmd_playground(args: argparse.Namespace) -> int:
+    try:
+        from trainlab.playground import serve
+        serve(args.host, args.port, open_browser=args.open)
+    except ImportError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from trainlab.bench import main as bench_main
 
@@ -200,6 +213,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", type=Path, nargs="+", help="folders holding study results")
     p.add_argument("--out", type=Path, help="where report.html goes (default: the first folder)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("playground", help="a live browser app: init, BatchNorm and the update rule, training",
+                       formatter_class=RAW,
+                       description="Serve the playground (a web page and its websocket) and print its address.\n"
+                                   "Needs the playground extra: pip install \"trainlab[playground]\".",
+                       epilog="examples:\n  trainlab playground --open\n  trainlab playground --port 9000\n"
+                              "  trainlab playground --host 0.0.0.0 --port 8765   (reachable from other machines)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=_cmd_playground)
 
     p = sub.add_parser("bench", help="time trainlab against PyTorch, side by side", formatter_class=RAW,
                        description="Run benchmarks/compare_torch.py's workloads (needs torch installed).",
