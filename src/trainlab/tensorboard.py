@@ -125,11 +125,13 @@ class _Worker:
     """Runs submitted calls in order, in one background thread (or at once when not ``background``).
 
     The first exception a call raises is kept and raised again by the next :meth:`submit`
-    or by :meth:`close`, so a failing write is never silent.
+    or by :meth:`close`, so a failing write is never silent. ``busy`` adds up the CPU time
+    (of the thread that ran them) the calls took, in seconds.
     """
 
     def __init__(self, background: bool) -> None:
         self.background = background
+        self.busy = 0.0
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -142,12 +144,17 @@ class _Worker:
             item = self._queue.get()
             if item is None:
                 return
-            fn, args = item
-            if self._error is None:
-                try:
-                    fn(*args)
-                except BaseException as exc:  # noqa: BLE001 - handed to the training thread
-                    self._error = exc
+            self._call(*item)
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        start = time.thread_time()
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            if self._error is None:    # the first failure is the one to report
+                self._error = exc
+        finally:
+            self.busy += time.thread_time() - start
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -157,7 +164,8 @@ class _Worker:
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._raise()
         if self._thread is None:
-            fn(*args)
+            self._call(fn, args)
+            self._raise()
         else:
             self._queue.put((fn, args))
 
