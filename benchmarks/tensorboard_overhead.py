@@ -22,6 +22,13 @@ spills, uncounted, into the next copy's block). Printed:
 
 ``--repeats`` runs the whole measurement again in the same process and prints each.
 
+``--cpu`` instead accounts for the cost in CPU time, which other processes on a busy machine
+barely change: with BLAS on one thread (so the training thread's CPU time is all of a
+step's work), it times every step of each configuration with ``time.thread_time`` in
+interleaved rounds, then the work of tensorboardX's writer thread for the same events
+(pickling through its queue, serialization, CRC, the file write), done here in the
+training thread. The overhead at ``every=10`` is one tenth of a sampled step's extra CPU.
+
 Run (unset the OpenBLAS core overrides for timings only)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/tensorboard_overhead.py
@@ -35,6 +42,7 @@ import tempfile
 import time
 from pathlib import Path
 from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -140,13 +148,83 @@ def report(times: dict[str, np.ndarray], cpu: dict[str, float]) -> dict[str, flo
     return out
 
 
+def cpu_breakdown(rounds: int, batch: int, log_dir: Path) -> None:
+    """CPU time per step of: no monitor, Monitor, Monitor(histograms), and + the TensorBoard callback."""
+    import pickle
+
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    xs = rng.standard_normal((4, batch, 784)).astype(np.float32)
+    ys = rng.integers(0, 10, (4, batch))
+    arms = {"plain": None, "monitor": "monitor", "monitor+hist": "monitor+hist", "tensorboard": "tb-sync"}
+    copies = {}
+    for name, arm in arms.items():
+        c = Copy(arm or "monitor", 1, log_dir)        # every=1: every step is a sampled step
+        if arm is None:
+            c.monitor.detach()
+            c.monitor.begin_step = c.monitor.end_step = lambda step: None
+        elif arm != "tb-sync":
+            c.board = None
+        copies[name] = c
+    cpu = {name: [] for name in arms}
+    with threadpool_limits(limits=1, user_api="blas"):
+        for r in range(rounds + 2):
+            for name in list(arms)[r % 4:] + list(arms)[:r % 4]:
+                start = time.thread_time()
+                copies[name].block(xs, ys, 1)
+                if r >= 2:
+                    cpu[name].append(time.thread_time() - start)
+    med = {name: float(np.median(v)) for name, v in cpu.items()}
+    board = copies["tensorboard"].board
+    board.on_train_end(copies["tensorboard"].trainer)
+    # tensorboardX's writer thread: one event per sampled step through its queue and into the file
+    from tensorboardX.proto.event_pb2 import Event
+    from tensorboardX.record_writer import RecordWriter
+
+    record = copies["tensorboard"].monitor.steps[-1]
+    board.writer = SimpleNamespace(file_writer=SimpleNamespace(add_summary=lambda summary, global_step: events.append(
+        Event(summary=summary, step=global_step, wall_time=time.time()))))
+    events: list[Any] = []
+    board._write_record(record, 0.5)
+    event = events[0]
+    writer = RecordWriter(str(log_dir / "bench.events"))
+    start, n = time.thread_time(), 200
+    for _ in range(n):
+        writer.write(pickle.loads(pickle.dumps(event)).SerializeToString())
+    tbx = (time.thread_time() - start) / n
+    writer.close()
+    plain = med["plain"]
+    print(f"  CPU time per step, BLAS on one thread, median of {rounds} interleaved rounds "
+          f"(every step sampled): " + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in med.items()))
+    print(f"  one event per sampled step: {len(event.summary.value)} values, {event.ByteSize() / 1024:.1f} KB; "
+          f"tensorboardX's writer thread: {1e3 * tbx:.3f} ms of CPU for it")
+    parts = {"monitor sample (stats)": med["monitor"] - plain, "histograms": med["monitor+hist"] - med["monitor"],
+             "TensorBoard (events built)": med["tensorboard"] - med["monitor+hist"], "tensorboardX writer": tbx}
+    for what, seconds in parts.items():
+        print(f"    {what:28s} {1e3 * seconds:7.3f} ms per sampled step = {100 * seconds / 10 / plain:+.2f}% "
+              f"per step at every=10")
+    extra = parts["histograms"] + parts["TensorBoard (events built)"] + tbx
+    base = plain + parts["monitor sample (stats)"] / 10
+    print(f"  TensorBoard on (histograms + events + writer) over the Monitor alone, every=10: "
+          f"{100 * extra / 10 / base:+.2f}% per step")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=60, help="timed rounds (one block of `every` steps per copy)")
     parser.add_argument("--every", type=int, default=10)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=3, help="repeat the whole measurement")
+    parser.add_argument("--cpu", action="store_true", help="CPU-time accounting instead of wall-clock blocks")
     args = parser.parse_args()
+    if args.cpu:
+        print(f"CPU-time accounting, MLP 784-512-512-10 BN+ReLU, batch {args.batch}, {args.repeats} repeats")
+        with tempfile.TemporaryDirectory() as tmp:
+            for i in range(args.repeats):
+                print(f"repeat {i + 1}:")
+                cpu_breakdown(args.rounds, args.batch, Path(tmp) / str(i))
+        return
     print(f"TensorBoard callback overhead, MLP 784-512-512-10 BN+ReLU, batch {args.batch}, every={args.every}, "
           f"{args.rounds} rounds x {len(ARMS)} copies, {args.repeats} repeats")
     results = []

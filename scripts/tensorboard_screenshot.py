@@ -1,6 +1,7 @@
 """Screenshot TensorBoard's histogram dashboard on a real trainlab run (the README's picture).
 
-1. trains ``examples/mlp.toml`` with ``--tensorboard`` into a temporary folder (or uses ``--logdir``);
+1. trains ``examples/mlp.toml`` with ``--tensorboard`` into a temporary folder (or uses ``--logdir``:
+   a folder of runs, e.g. ``runs``);
 2. starts ``tensorboard --logdir ... --host 127.0.0.1`` on a free port and waits for it;
 3. opens the histogram dashboard in headless Chromium (Debian's ``chromium``, driven by
    Playwright for Python, no browser download), waits for the charts, and saves a PNG;
@@ -60,7 +61,8 @@ def main() -> int:
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "images" / "tensorboard_histograms.png")
     parser.add_argument("--logdir", type=Path, help="use these event files instead of training")
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--tags", default="activation", help="the histogram dashboard's tag filter (a regex)")
+    parser.add_argument("--dashboard", default="histograms", help="histograms, scalars, text, hparams, ...")
+    parser.add_argument("--tags", default="activation", help="the dashboard's tag filter (a regex)")
     parser.add_argument("--width", type=int, default=1400)
     parser.add_argument("--height", type=int, default=950)
     parser.add_argument("--timeout", type=float, default=120.0)
@@ -73,7 +75,7 @@ def main() -> int:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory() as tmp:
-        logdir = args.logdir or train(Path(tmp) / "runs", args.epochs)
+        logdir = args.logdir or train(Path(tmp) / "runs", args.epochs)   # run "digits-mlp/tb"
         port = free_port()
         board = subprocess.Popen([str(Path(sys.executable).with_name("tensorboard")), "--logdir", str(logdir),
                                   "--host", "127.0.0.1", "--port", str(port), "--reload_interval", "0"],
@@ -85,7 +87,7 @@ def main() -> int:
             with sync_playwright() as pw:
                 browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_FLAGS)
                 page = browser.new_page(viewport={"width": args.width, "height": args.height})
-                page.goto(f"{base}/#histograms&tagFilter={args.tags}", timeout=args.timeout * 1000)
+                page.goto(f"{base}/#{args.dashboard}&tagFilter={args.tags}", timeout=args.timeout * 1000)
                 page.wait_for_load_state("networkidle", timeout=args.timeout * 1000)
                 page.wait_for_timeout(args.settle * 1000)   # the charts load their data and animate in
                 args.out.parent.mkdir(parents=True, exist_ok=True)
