@@ -94,7 +94,7 @@ def test_unknown_dataset(tmp_path, capsys, data_name, words):
 
 
 @pytest.mark.parametrize("name, text, words", [
-    ("no_label.csv", GOOD_CSV.replace("label", "target"), ["missing label column 'label'", "'target'",
+    ("no_label.csv", GOOD_CSV.replace("label", "target"), ["label column 'label'", "'target'",
                                                           "--set data.label_column=NAME"]),
     ("bad_cell.csv", GOOD_CSV.replace("3.5,0,1", "3.5,zero,1", 1), ["line ", "column 'x2'", "'zero'",
                                                                      "--set data.label_column=NAME"]),

@@ -142,6 +142,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_main([*map(str, args.dirs), *(["--out", str(args.out)] if args.out else [])])
 
 
+def _cmd_playground(args: argparse.Namespace) -> int:
+    from trainlab.playground import serve  # without the extra: an ImportError saying how to install it
+
+    try:
+        serve(args.host, args.port, open_browser=args.open)
+    except KeyboardInterrupt:                 # Ctrl-C is how a server is stopped
+        pass
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from trainlab.bench import main as bench_main
 
@@ -231,6 +241,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="where report.html goes (default: the first folder)")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("playground", help="a live browser app: init, BatchNorm and the update rule, training",
+                       formatter_class=RAW,
+                       description="Serve the playground (a web page and its websocket) and print its address.\n"
+                                   "Needs the playground extra: pip install \"trainlab[playground]\".",
+                       epilog="examples:\n  trainlab playground --open\n  trainlab playground --port 9000\n"
+                              "  trainlab playground --host 0.0.0.0 --port 8765   (reachable from other machines)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=_cmd_playground)
+
     p = sub.add_parser("bench", help="time trainlab against PyTorch, side by side", formatter_class=RAW,
                        description="Run benchmarks/compare_torch.py's workloads (needs torch installed).",
                        epilog="examples:\n  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE trainlab bench\n"
@@ -252,6 +273,7 @@ def _one_line(text: str) -> str:
 
 def _describe(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for an exception that ended a command."""
+    from trainlab.data import DownloadError
     from trainlab.train import TrainingDiverged
 
     notes = [str(n) for n in getattr(exc, "__notes__", ())]
@@ -265,6 +287,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, MemoryError):
         return EXIT_FAILURE, "out of memory" + (f" ({message})" if message else "") + \
             "; try a smaller model.hidden / model.channels or train.batch_size"
+    if isinstance(exc, DownloadError):               # a DataError and an OSError: a failure at run time
+        return EXIT_FAILURE, message
     if isinstance(exc, (ValueError, TypeError)):    # ConfigError, RunError, CheckpointError, the data errors
         return EXIT_USAGE, message or type(exc).__name__
     if isinstance(exc, ImportError):                # an optional extra that is not installed (its message says which)

@@ -549,12 +549,13 @@ class Monitor:
 
         return monitor_figure(self, layers)
 
-    def plot_histograms(self, what: str = "act", step: int | None = None) -> Any:
-        """One histogram panel per layer of ``what`` (``"act"``, ``"grad"``, ``"weight"``, ...) at
-        sampled step ``step`` (default: the last): a matplotlib Figure. Needs ``histograms=True``."""
+    def plot_histograms(self, what: str = "act", step: int | None = None, layers: list[str] | None = None) -> Any:
+        """One histogram panel per layer (``layers``, default all) of ``what`` (``"act"``, ``"grad"``,
+        ``"weight"``, ...) at sampled step ``step`` (default: the last): a matplotlib Figure.
+        Needs ``histograms=True``."""
         from trainlab.plotting import histogram_figure
 
-        return histogram_figure(self, what, step)
+        return histogram_figure(self, what, step, layers=layers)
 
     def to_rows(self, per: str = "step") -> list[dict[str, Any]]:
         """Flat dicts for JSON: ``{"step", "layer", <stats>}`` per step and layer (``per="epoch"``:

@@ -110,7 +110,7 @@ def _load_data(config: dict[str, Any]) -> Any:
             f"put {files} (from {source.mirrors[0]}) into {download.cache_dir() / key}, or set "
             f"${download.ENV_VAR} to a folder that holds {key}/ with them") from exc
     except ValueError as exc:
-        if is_csv:
+        if is_csv and "label_column" not in str(exc):
             exc.add_note(f"the label column is data.label_column = {d['label_column']!r}; "
                          "choose another with --set data.label_column=NAME")
         raise
