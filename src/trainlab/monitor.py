@@ -590,11 +590,11 @@ class Monitor:
         cause = self._learning_rate_cause()
         if cause is None:
             return findings + updates
-        lead = [f for f in findings if f.kind == "nonfinite"]
+        first = [f for f in findings if f.kind == "nonfinite"]
         rest = [Finding(f.kind, f.layer, f.message, f.evidence, _FOLLOWS_FROM_LR) if f.kind in _INIT_KINDS else f
                 for f in findings if f.kind != "nonfinite"]
         high = [f for f in updates if f.kind == "update_ratio_high"]
-        return lead + [cause] + high + rest
+        return first + [cause] + high + rest
 
     def _learning_rate_cause(self) -> Finding | None:
         """A "learning rate too high" finding when the update-ratio or loss history points to it."""
