@@ -143,14 +143,11 @@ def _cmd_report(args: argparse.Namespace) -> int:
 
 
 def _cmd_playground(args: argparse.Namespace) -> int:
+    from trainlab.playground import serve  # without the extra: an ImportError saying how to install it
+
     try:
-        from trainlab.playground import serve
         serve(args.host, args.port, open_browser=args.open)
-    except ImportError as exc:
-        return _fail(str(exc))
-    except OSError as exc:
-        return _fail(str(exc))
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:                 # Ctrl-C is how a server is stopped
         pass
     return 0
 
@@ -276,6 +273,7 @@ def _one_line(text: str) -> str:
 
 def _describe(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for an exception that ended a command."""
+    from trainlab.data import DownloadError
     from trainlab.train import TrainingDiverged
 
     notes = [str(n) for n in getattr(exc, "__notes__", ())]
@@ -289,6 +287,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     if isinstance(exc, MemoryError):
         return EXIT_FAILURE, "out of memory" + (f" ({message})" if message else "") + \
             "; try a smaller model.hidden / model.channels or train.batch_size"
+    if isinstance(exc, DownloadError):               # a DataError and an OSError: a failure at run time
+        return EXIT_FAILURE, message
     if isinstance(exc, (ValueError, TypeError)):    # ConfigError, RunError, CheckpointError, the data errors
         return EXIT_USAGE, message or type(exc).__name__
     if isinstance(exc, ImportError):                # an optional extra that is not installed (its message says which)
