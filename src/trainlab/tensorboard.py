@@ -324,14 +324,15 @@ class TensorBoard(Callback):
         from tensorboardX import summary as tbs
         from tensorboardX.proto.summary_pb2 import Summary
 
-        values = []
+        values = []   # plain scalar values (what tensorboardX's scalar() makes, without its checks per call)
         if batch_loss is not None and math.isfinite(batch_loss):
-            values += tbs.scalar("loss/batch", batch_loss).value
+            values.append(Summary.Value(tag="loss/batch", simple_value=batch_loss))
         for layer, stats in record.layers.items():
             label = self._tags.get(layer, layer)
             for stat, v in stats.items():
                 if stat.endswith(".update_ratio") and math.isfinite(v):
-                    values += tbs.scalar(f"update_ratio/{label}.{stat[:-len('.update_ratio')]}", v).value
+                    values.append(Summary.Value(tag=f"update_ratio/{label}.{stat[:-len('.update_ratio')]}",
+                                                simple_value=v))
         if self.histograms and record.histograms:
             for layer, hists in record.histograms.items():
                 label = self._tags.get(layer, layer)
