@@ -40,8 +40,8 @@ def free_port() -> int:
 
 def train(out: Path, epochs: int) -> Path:
     trainlab = str(Path(sys.executable).with_name("trainlab"))
-    subprocess.run([trainlab, "train", "--config", str(ROOT / "examples" / "mlp.toml"), "--tensorboard", "--set", f'run.out="{out}"', "--epochs", str(epochs), "--quiet"],
-                   check=True, cwd=ROOT, timeout=600)
+    subprocess.run([trainlab, "train", "--config", str(ROOT / "examples" / "mlp.toml"), "--tensorboard",
+                    "--set", f'run.out="{out}"', "--epochs", str(epochs), "--quiet"], check=True, cwd=ROOT, timeout=600)
     return out
 
 
