@@ -353,3 +353,61 @@ def test_low_update_ratio_after_a_decayed_schedule_is_not_flagged():
     for i in range(6):
         step(i)
     assert [f for f in monitor.diagnose() if f.kind == "update_ratio_low"]
+
+
+def test_histograms_equal_numpy_and_change_no_result():
+    from trainlab.monitor import HISTOGRAM_SAMPLE, histogram
+
+    plain, watched = mixed_net(), mixed_net()
+    monitor = Monitor(watched, every=3, histograms=True, bins=12)
+    acts, grads = {}, {}
+    for name, layer in watched.named_children():
+        layer.register_forward_hook(lambda m, i, o, name=name: acts.__setitem__(name, o.copy()))
+        layer.register_backward_hook(lambda m, gi, go, name=name: grads.__setitem__(name, go.copy()))
+    a, b = train(plain, 4, batch=32), train(watched, 4, monitor=monitor, batch=32)
+    for (la, lossa), (lb, lossb) in zip(a, b, strict=True):
+        assert np.array_equal(la, lb) and lossa == lossb
+    assert [r.step for r in monitor.steps] == [0, 3]
+    last = monitor.steps[-1].histograms       # step 3 is the last step trained: acts/grads are its own
+    for name in monitor.layer_names:
+        for what, arr in (("act", acts[name]), ("grad", grads[name])):
+            h = last[name][what]
+            if arr.size <= HISTOGRAM_SAMPLE:
+                counts, edges = np.histogram(arr.astype(np.float64), bins=12)
+                assert np.array_equal(h.counts, counts) and np.array_equal(h.edges, edges), (name, what)
+                assert h.num == arr.size and h.min == arr.min() and h.max == arr.max()
+                np.testing.assert_allclose(h.sum, arr.astype(np.float64).sum(), rtol=1e-12)
+                np.testing.assert_allclose(h.sum_squares, np.square(arr.astype(np.float64)).sum(), rtol=1e-12)
+            else:
+                assert h.num == HISTOGRAM_SAMPLE and arr.min() <= h.min <= h.max <= arr.max()
+            assert h.counts.sum() == h.num and h.counts.shape == (12,) and h.edges.shape == (13,)
+    for full, p in watched.named_parameters():
+        layer, local = full.split(".")
+        h = last[layer][local]
+        if p.data.size <= HISTOGRAM_SAMPLE:
+            assert np.array_equal(h.counts, np.histogram(p.data.astype(np.float64), bins=12)[0]), full
+    steps = [s for s, _ in monitor.histogram_history("0", "weight")]
+    assert steps == [0, 3]
+    h = histogram(np.array([1.0, np.nan, 2.0, np.inf, 2.0]), bins=2)
+    assert h.nonfinite == 2 and h.num == 3 and h.counts.tolist() == [1, 2]
+    assert histogram(np.array([np.nan]), bins=3).num == 0
+    json.dumps(h.to_dict())
+
+
+def test_histograms_off_by_default_and_observe_records_them():
+    model, (x, y) = mixed_net(), data()
+    plain = Monitor(model, every=1)
+    train(model, 1, monitor=plain)
+    assert plain.steps[0].histograms is None
+    with pytest.raises(ValueError, match="histograms=True"):
+        plain.histogram_history("0")
+    plain.detach()
+    with pytest.raises(TypeError, match="histograms"):
+        Monitor(model, histograms="yes")
+    with pytest.raises(ValueError, match="bins"):
+        Monitor(model, bins=0)
+    watched = Monitor(mixed_net(), histograms=True)
+    watched.observe(x, y, nn.CrossEntropyLoss())
+    record = watched.steps[-1].histograms
+    assert set(record) == set(watched.layer_names)
+    assert {"act", "grad", "weight", "bias"} <= set(record["0"])

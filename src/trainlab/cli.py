@@ -58,9 +58,9 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
     try:
         if args.resume:
-            if args.config or args.set:
+            if args.config or args.set or args.tensorboard:
                 return _fail("--resume continues a run with its own config.toml; "
-                             "use --epochs to extend it, not --config/--set")
+                             "use --epochs to extend it, not --config/--set/--tensorboard")
             folder, result = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
         else:
             overrides = list(args.set or [])
@@ -68,12 +68,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
                 overrides.append(f"train.epochs={args.epochs}")
             if args.name:
                 overrides.append(f'run.name="{args.name}"')
+            if args.tensorboard:
+                overrides.append("train.tensorboard=true")
             config = load_config(args.config, overrides)
             folder, result = run(config, quiet=args.quiet)
-    except (ConfigError, RunError) as exc:
+    except (ConfigError, RunError, ImportError) as exc:
         return _fail(str(exc))
     print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f})")
     print(f"run folder: {folder}")
+    if (folder / "tb").is_dir():
+        print(f"tensorboard --logdir {folder / 'tb'}")
     return 0
 
 
@@ -171,6 +175,19 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_main([*map(str, args.dirs), *(["--out", str(args.out)] if args.out else [])])
 
 
+def _cmd_playground(args: argparse.Namespace) -> int:
+    try:
+        from trainlab.playground import serve
+        serve(args.host, args.port, open_browser=args.open)
+    except ImportError as exc:
+        return _fail(str(exc))
+    except OSError as exc:
+        return _fail(str(exc))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from trainlab.bench import main as bench_main
 
@@ -226,6 +243,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N (with --resume: new total)")
     p.add_argument("--name", help="shortcut for --set run.name=NAME")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN")
+    p.add_argument("--tensorboard", action="store_true",
+                   help="write TensorBoard event files into the run folder's tb/ (shortcut for "
+                        "--set train.tensorboard=true; needs trainlab[tensorboard])")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_cmd_train)
 
@@ -288,6 +308,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dirs", type=Path, nargs="+", help="folders holding study results")
     p.add_argument("--out", type=Path, help="where report.html goes (default: the first folder)")
     p.set_defaults(func=_cmd_report)
+
+    p = sub.add_parser("playground", help="a live browser app: init, BatchNorm and the update rule, training",
+                       formatter_class=RAW,
+                       description="Serve the playground (a web page and its websocket) and print its address.\n"
+                                   "Needs the playground extra: pip install \"trainlab[playground]\".",
+                       epilog="examples:\n  trainlab playground --open\n  trainlab playground --port 9000\n"
+                              "  trainlab playground --host 0.0.0.0 --port 8765   (reachable from other machines)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=_cmd_playground)
 
     p = sub.add_parser("bench", help="time trainlab against PyTorch, side by side", formatter_class=RAW,
                        description="Run benchmarks/compare_torch.py's workloads (needs torch installed).",

@@ -9,7 +9,8 @@ A config has five tables; every key has a default, so an empty file is a valid r
     [optimizer]  name = "adam", lr = 0.001, and any argument of that optimizer
     [schedule]   name = "none", and any argument of that schedule
     [train]      epochs = 20, batch_size = 64, early_stopping = 0, checkpoint_every = 1,
-                 monitor_every = 10 (sample per-layer health every N steps; 0 = off)
+                 monitor_every = 10 (sample per-layer health every N steps; 0 = off),
+                 tensorboard = false (TensorBoard event files in the run folder's tb/)
 
 Errors name the key (``optimizer.lr``) and what is valid; an unknown key suggests the
 nearest known one.
@@ -40,7 +41,7 @@ DEFAULTS: dict[str, dict[str, Any]] = {
     "optimizer": {"name": "adam", "lr": 1e-3},
     "schedule": {"name": "none"},
     "train": {"epochs": 20, "batch_size": 64, "early_stopping": 0, "checkpoint_every": 1,
-              "monitor_every": 10},
+              "monitor_every": 10, "tensorboard": False},
 }
 
 SCHEDULES = {"none": None, "step": "StepLR", "exponential": "ExponentialLR", "cosine": "CosineAnnealingLR",

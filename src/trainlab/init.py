@@ -38,12 +38,13 @@ References:
 
 from __future__ import annotations
 
-import difflib
 import math
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+
+from trainlab import _validate
 
 __all__ = [
     "compute_fans", "calculate_gain", "variance_scaling", "small_random", "normal", "xavier",
@@ -53,26 +54,23 @@ __all__ = [
 
 MODES = ("fan_in", "fan_out", "fan_avg")
 DISTRIBUTIONS = ("normal", "uniform")
-ACTIVATIONS = ("linear", "identity", "sigmoid", "tanh", "relu", "leaky_relu", "conv1d", "conv2d", "selu")
+ACTIVATIONS = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+               "conv_transpose3d", "sigmoid", "tanh", "relu", "leaky_relu", "selu")
+_UNIT_GAIN = ("linear", "identity", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
+              "conv_transpose3d", "sigmoid")
 
 
 def _shape(shape: Any, where: str) -> tuple[int, ...]:
-    if isinstance(shape, (int, np.integer)):
-        shape = (int(shape),)
-    try:
-        shape = tuple(int(s) for s in shape)
-    except TypeError as exc:
-        raise TypeError(f"{where}: shape must be a tuple of ints, got {shape!r}") from exc
-    if any(s < 0 for s in shape):
-        raise ValueError(f"{where}: shape must have non-negative sizes, got {shape}")
-    return shape
+    return _validate.shape(where, "shape", shape)
 
 
 def _rng(rng: Any, where: str) -> np.random.Generator:
-    if not isinstance(rng, np.random.Generator):
-        raise TypeError(f"{where}: rng must be a numpy.random.Generator "
-                        f"(e.g. np.random.default_rng(0)), got {type(rng).__name__}")
-    return rng
+    return _validate.generator(where, "rng", rng)
+
+
+def _dtype(dtype: Any, where: str) -> np.dtype:
+    """A real floating dtype (float16, float32 or float64) for the returned array."""
+    return _validate.float_dtype(where, "dtype", dtype, allowed=_validate.INIT_DTYPES)
 
 
 def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
@@ -83,53 +81,76 @@ def compute_fans(shape: tuple[int, ...]) -> tuple[int, int]:
     ``(out, in, kh, kw)`` has ``(in*kh*kw, out*kh*kw)`` (PyTorch's convention).
 
     Raises:
+        TypeError: a shape that is not a sequence of ints.
         ValueError: for shapes with fewer than 2 dimensions.
     """
     shape = _shape(shape, "compute_fans")
     if len(shape) < 2:
-        raise ValueError(f"compute_fans: a weight needs at least 2 dimensions (out, in, ...), "
-                         f"got shape {shape}")
+        raise _validate.argument_error(ValueError, "compute_fans", "shape", f"a weight needs at least 2 "
+                                       f"dimensions (out, in, ...), got shape {shape}")
     receptive = math.prod(shape[2:])
     return shape[1] * receptive, shape[0] * receptive
 
 
 def calculate_gain(nonlinearity: str, param: float | None = None) -> float:
-    """The gain that keeps activations' variance for ``nonlinearity`` (PyTorch's table).
+    """The gain that keeps activations' variance for ``nonlinearity`` (``torch.nn.init.calculate_gain``).
 
-    ==================  =====================
-    nonlinearity        gain
-    ==================  =====================
-    linear, conv, sigm  1
-    tanh                5/3
-    relu                sqrt(2)
-    leaky_relu          sqrt(2 / (1 + a^2)), a = ``param`` (default 0.01)
-    selu                3/4
-    ==================  =====================
+    ==========================================  =====================
+    nonlinearity                                gain
+    ==========================================  =====================
+    linear, identity, conv*, conv_transpose*,   1
+    sigmoid
+    tanh                                        5/3
+    relu                                        sqrt(2)
+    leaky_relu                                  sqrt(2 / (1 + a^2)), a = ``param`` (default 0.01)
+    selu                                        3/4
+    ==========================================  =====================
+
+    As in PyTorch, ``param`` is read only for ``leaky_relu``, where it must be a number
+    (not a bool, list or dict); negative slopes are allowed (the formula holds for them).
+    Unlike PyTorch, a NaN or infinite slope is refused rather than turned into a NaN gain.
+
+    Raises:
+        ValueError: an unknown ``nonlinearity`` (the valid ones are listed), or a
+            ``leaky_relu`` slope that is not a finite number (as PyTorch, a ValueError
+            for a bool, list or dict too).
     """
     name = _check_name(nonlinearity, ACTIVATIONS, "calculate_gain", "nonlinearity")
-    if name in ("linear", "identity", "sigmoid", "conv1d", "conv2d"):
+    if name in _UNIT_GAIN:
         return 1.0
     if name == "tanh":
         return 5.0 / 3.0
     if name == "relu":
         return math.sqrt(2.0)
     if name == "leaky_relu":
-        slope = 0.01 if param is None else float(param)
+        if param is None:
+            slope = 0.01
+        else:
+            try:
+                slope = _validate.real("calculate_gain", "param", param)
+            except TypeError:
+                raise _validate.argument_error(ValueError, "calculate_gain", "param",
+                                               f"negative_slope {param!r} is not a valid number") from None
         return math.sqrt(2.0 / (1.0 + slope ** 2))
     return 0.75  # selu
 
 
 def _check_name(name: Any, valid: tuple[str, ...], where: str, arg: str) -> str:
-    if not isinstance(name, str) or name not in valid:
-        near = difflib.get_close_matches(str(name), valid, n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"{where}: unknown {arg} {name!r}{hint}; valid: {', '.join(valid)}")
-    return name
+    """``name`` if it is one of ``valid`` (ValueError listing them and the nearest, otherwise)."""
+    if not isinstance(name, str):
+        raise _validate.argument_error(ValueError, where, arg, f"unknown {arg} {name!r} (not a string); "
+                                       f"valid: {', '.join(valid)}")
+    return _validate.choice(where, arg, name, valid)
+
+
+def _scale(where: str, name: str, value: Any) -> float:
+    """A standard deviation or scale: a finite real number ``>= 0``."""
+    return _validate.real(where, name, value, low=0)
 
 
 def _draw(shape: tuple[int, ...], std: float, distribution: str, rng: np.random.Generator,
           dtype: Any) -> np.ndarray:
-    """N(0, std^2) or U(-sqrt(3) std, sqrt(3) std), drawn in float64 then cast."""
+    """N(0, std^2) or U(-sqrt(3) std, sqrt(3) std), drawn in float64 then cast to ``dtype`` (checked)."""
     if distribution == "normal":
         out = rng.standard_normal(shape)
         out *= std
@@ -147,19 +168,34 @@ def variance_scaling(shape: tuple[int, ...], *, rng: np.random.Generator, gain: 
     Args:
         shape: weight shape ``(out, in, *kernel)``.
         rng: the generator to draw from.
-        gain: multiplier on the standard deviation.
+        gain: multiplier on the standard deviation, a finite number.
         mode: ``"fan_in"`` (default), ``"fan_out"`` or ``"fan_avg"`` ((in + out) / 2).
         distribution: ``"normal"`` (N(0, std^2)) or ``"uniform"`` (U(-a, a), a = sqrt(3) std).
-        dtype: float32 (default) or float64.
+        dtype: float32 (default), float64 or float16.
+
+    Raises:
+        TypeError: a shape that is not a sequence of ints, a non-numeric gain, a dtype
+            that is not a real floating type, an ``rng`` that is not a Generator.
+        ValueError: negative sizes, fewer than 2 dimensions, a zero fan, a NaN or
+            infinite gain, an unknown mode or distribution.
     """
-    shape = _shape(shape, "variance_scaling")
-    _check_name(mode, MODES, "variance_scaling", "mode")
-    _check_name(distribution, DISTRIBUTIONS, "variance_scaling", "distribution")
+    return _variance_scaling("variance_scaling", shape, rng, gain, mode, distribution, dtype)
+
+
+def _variance_scaling(where: str, shape: Any, rng: Any, gain: Any, mode: Any, distribution: Any,
+                      dtype: Any) -> np.ndarray:
+    """:func:`variance_scaling`, its errors naming ``where`` (the function the user called)."""
+    shape = _shape(shape, where)
+    _check_name(mode, MODES, where, "mode")
+    _check_name(distribution, DISTRIBUTIONS, where, "distribution")
+    gain = _validate.real(where, "gain", gain)
+    dtype = _dtype(dtype, where)
+    rng = _rng(rng, where)
     fan_in, fan_out = compute_fans(shape)
     fan = {"fan_in": fan_in, "fan_out": fan_out, "fan_avg": (fan_in + fan_out) / 2}[mode]
     if fan == 0:
-        raise ValueError(f"variance_scaling: {mode} of shape {shape} is zero")
-    return _draw(shape, gain / math.sqrt(fan), distribution, _rng(rng, "variance_scaling"), dtype)
+        raise _validate.argument_error(ValueError, where, "shape", f"{mode} of shape {shape} is zero")
+    return _draw(shape, gain / math.sqrt(fan), distribution, rng, dtype)
 
 
 def target_std(name: str, shape: tuple[int, ...], **kwargs: Any) -> float:
@@ -186,17 +222,16 @@ def small_random(shape: tuple[int, ...], *, rng: np.random.Generator, scale: flo
     Fine for small networks; through 10 layers the activations and gradients shrink
     geometrically (vanishing gradients). See :mod:`trainlab.experiments`.
     """
-    if scale < 0:
-        raise ValueError(f"small_random: scale must be >= 0, got {scale}")
-    return _draw(_shape(shape, "small_random"), float(scale), "normal", _rng(rng, "small_random"), dtype)
+    where = "small_random"
+    shape, scale, dtype = _shape(shape, where), _scale(where, "scale", scale), _dtype(dtype, where)
+    return _draw(shape, scale, "normal", _rng(rng, where), dtype)
 
 
 def normal(shape: tuple[int, ...], *, rng: np.random.Generator, std: float = 1.0,
            dtype: Any = np.float32) -> np.ndarray:
     """``W = randn(shape) * std``, std 1 by default (the "N(0, 1)" baseline that saturates tanh)."""
-    if std < 0:
-        raise ValueError(f"normal: std must be >= 0, got {std}")
-    return _draw(_shape(shape, "normal"), float(std), "normal", _rng(rng, "normal"), dtype)
+    shape, std, dtype = _shape(shape, "normal"), _scale("normal", "std", std), _dtype(dtype, "normal")
+    return _draw(shape, std, "normal", _rng(rng, "normal"), dtype)
 
 
 def xavier(shape: tuple[int, ...], *, rng: np.random.Generator, gain: float = 1.0,
@@ -207,7 +242,7 @@ def xavier(shape: tuple[int, ...], *, rng: np.random.Generator, gain: float = 1.
     ``mode="fan_avg"`` gives Glorot & Bengio's ``2 / (fan_in + fan_out)`` variance;
     ``distribution="uniform"`` draws the same variance from U(-a, a).
     """
-    return variance_scaling(shape, rng=rng, gain=gain, mode=mode, distribution=distribution, dtype=dtype)
+    return _variance_scaling("xavier", shape, rng, gain, mode, distribution, dtype)
 
 
 def xavier_uniform(shape: tuple[int, ...], *, rng: np.random.Generator, gain: float = 1.0,
@@ -234,10 +269,9 @@ def he(shape: tuple[int, ...], *, rng: np.random.Generator, mode: str = "fan_in"
 
     For LeakyReLU with slope ``a`` the gain is ``sqrt(2 / (1 + a^2))``.
     """
-    if negative_slope < 0:
-        raise ValueError(f"he: negative_slope must be >= 0, got {negative_slope}")
-    gain = math.sqrt(2.0 / (1.0 + float(negative_slope) ** 2))
-    return variance_scaling(shape, rng=rng, gain=gain, mode=mode, distribution=distribution, dtype=dtype)
+    slope = _validate.real("he", "negative_slope", negative_slope, low=0)
+    gain = math.sqrt(2.0 / (1.0 + slope ** 2))
+    return _variance_scaling("he", shape, rng, gain, mode, distribution, dtype)
 
 
 def he_uniform(shape: tuple[int, ...], *, rng: np.random.Generator, mode: str = "fan_in",
@@ -254,11 +288,15 @@ def orthogonal(shape: tuple[int, ...], *, rng: np.random.Generator, gain: float 
     whichever are fewer) are orthonormal. Drawn as the Q of a QR decomposition of a
     Gaussian matrix, with signs fixed by ``diag(R)`` so that Q is Haar-distributed.
     """
-    shape = _shape(shape, "orthogonal")
+    where = "orthogonal"
+    shape, gain, dtype, rng = _shape(shape, where), _validate.real(where, "gain", gain), _dtype(dtype, where), \
+        _rng(rng, where)
     if len(shape) < 2:
-        raise ValueError(f"orthogonal: needs at least 2 dimensions, got shape {shape}")
+        raise _validate.argument_error(ValueError, where, "shape", f"needs at least 2 dimensions, got shape {shape}")
     rows, cols = shape[0], math.prod(shape[1:])
-    flat = _rng(rng, "orthogonal").standard_normal((max(rows, cols), min(rows, cols)))
+    if rows * cols == 0:
+        return np.zeros(shape, dtype=dtype)       # nothing to draw (PyTorch: a no-op on an empty tensor)
+    flat = rng.standard_normal((max(rows, cols), min(rows, cols)))
     q, r = np.linalg.qr(flat)
     q *= np.sign(np.diag(r))
     if rows < cols:
@@ -269,13 +307,13 @@ def orthogonal(shape: tuple[int, ...], *, rng: np.random.Generator, gain: float 
 def zeros(shape: tuple[int, ...], *, rng: np.random.Generator | None = None,
           dtype: Any = np.float32) -> np.ndarray:
     """All zeros (``rng`` is accepted and ignored, so every initializer has one signature)."""
-    return np.zeros(_shape(shape, "zeros"), dtype=dtype)
+    return np.zeros(_shape(shape, "zeros"), dtype=_dtype(dtype, "zeros"))
 
 
 def ones(shape: tuple[int, ...], *, rng: np.random.Generator | None = None,
          dtype: Any = np.float32) -> np.ndarray:
     """All ones (``rng`` is accepted and ignored)."""
-    return np.ones(_shape(shape, "ones"), dtype=dtype)
+    return np.ones(_shape(shape, "ones"), dtype=_dtype(dtype, "ones"))
 
 
 _REGISTRY: dict[str, Callable[..., np.ndarray]] = {

@@ -23,6 +23,17 @@ children) and, on *sampled* steps (``step % every == 0``), records per layer:
   parameter (weights snapshotted into reused buffers in :meth:`Monitor.begin_step`);
   undefined, so not recorded, when ``||w_before|| = 0`` (e.g. a zero-initialized bias).
 
+With ``histograms=True`` a sampled step also records :class:`Histogram` s (``bins``
+equal-width buckets between the smallest and largest finite value) of each layer's
+activation (``"act"``), of the gradient at its output (``"grad"``) and of each of its
+parameters (``"weight"``, ``"bias"``, ...), in :attr:`StepRecord.histograms`. They are
+computed from the same deterministic strided subsample as the percentiles (at most
+:data:`HISTOGRAM_SAMPLE` values of each array), so they cost a few microseconds a layer
+and show the shape of the distribution (vanishing, exploding, saturation) at a glance;
+``num`` says how many values they count. :meth:`Monitor.histogram_history` returns one
+layer's histograms over time (TensorBoard's histogram dashboard and the playground's
+strips draw them).
+
 Hooks only read the arrays they are given, so training is bit-identical with and
 without a monitor; on non-sampled steps each hook is one attribute test.
 
@@ -65,11 +76,12 @@ import numpy as np
 from trainlab import init as initializers
 from trainlab.nn.module import Module, Parameter, Sequential
 
-__all__ = ["Monitor", "Finding", "StepRecord", "SAMPLE_SIZE", "PERCENTILES", "ACT_STD_RATIO",
-           "VANISHING_STD", "EXPLODING_STD", "SATURATED_FRACTION", "DEAD_FRACTION",
+__all__ = ["Monitor", "Finding", "StepRecord", "Histogram", "histogram", "SAMPLE_SIZE", "HISTOGRAM_SAMPLE",
+           "PERCENTILES", "ACT_STD_RATIO", "VANISHING_STD", "EXPLODING_STD", "SATURATED_FRACTION", "DEAD_FRACTION",
            "UPDATE_RATIO_HIGH", "UPDATE_RATIO_LOW", "GRAD_RATIO", "LOOKBACK"]
 
 SAMPLE_SIZE = 4096           #: most values the percentiles are computed from
+HISTOGRAM_SAMPLE = 16384     #: most values a histogram counts (a strided subsample beyond that)
 PERCENTILES = (15, 50, 85)   #: recorded as act_p15, act_p50, act_p85
 TANH_SATURATION = 0.99       #: |tanh| above this is saturated
 SIGMOID_SATURATION = 0.01    #: sigmoid below this or above 1 - this is saturated
@@ -88,11 +100,54 @@ _PERCENTILE_KEYS = tuple(f"act_p{p}" for p in PERCENTILES)
 _RECOMMEND_FIX = "lower the learning rate, check the inputs for NaN/Inf, or clip gradients"
 
 
+class Histogram(NamedTuple):
+    """Bucket counts of the finite values of an array (TensorBoard's ``HistogramProto`` fields).
+
+    Bucket ``i`` holds the values in ``[edges[i], edges[i + 1])``, the last one also its
+    right edge (``np.histogram``'s convention); ``counts.sum() == num``. ``nonfinite``
+    counts the NaN/Inf values left out. For an array with no finite value ``num`` is 0 and
+    ``edges``/``counts`` are empty.
+    """
+
+    edges: np.ndarray    #: float64, shape (bins + 1,)
+    counts: np.ndarray   #: int64, shape (bins,)
+    min: float
+    max: float
+    num: int
+    sum: float
+    sum_squares: float
+    nonfinite: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able form (lists for the arrays)."""
+        return {**self._asdict(), "edges": self.edges.tolist(), "counts": self.counts.tolist()}
+
+
+def histogram(values: np.ndarray, bins: int = 30) -> Histogram:
+    """The :class:`Histogram` of the finite values of ``values`` in ``bins`` equal-width buckets.
+
+    The range is ``[min, max]`` of the finite values (``[v - 0.5, v + 0.5]`` when they are all
+    equal to ``v``, as ``np.histogram`` does); sums are accumulated in float64.
+    """
+    flat = np.asarray(values).reshape(-1)
+    finite = flat[np.isfinite(flat)] if not np.isfinite(np.add.reduce(flat, dtype=np.float64)) else flat
+    nonfinite = flat.size - finite.size
+    if finite.size == 0:
+        return Histogram(np.zeros(0), np.zeros(0, dtype=np.int64), math.nan, math.nan, 0, 0.0, 0.0, nonfinite)
+    f64 = finite.astype(np.float64, copy=False)
+    counts, edges = np.histogram(f64, bins=bins)
+    return Histogram(edges, counts.astype(np.int64), float(f64.min()), float(f64.max()), int(f64.size),
+                     float(np.add.reduce(f64)), float(np.dot(f64, f64)), nonfinite)
+
+
 class StepRecord(NamedTuple):
-    """The statistics of one sampled step: ``layers[layer_name][stat_name] -> value``."""
+    """The statistics of one sampled step: ``layers[layer_name][stat_name] -> value``, and with
+    ``Monitor(histograms=True)`` ``histograms[layer_name][what] -> Histogram`` (``what`` is
+    ``"act"``, ``"grad"`` or a parameter's local name such as ``"weight"``)."""
 
     step: int
     layers: dict[str, dict[str, float]]
+    histograms: dict[str, dict[str, Histogram]] | None = None
 
 
 @dataclass
@@ -145,14 +200,18 @@ def _quantiles(sample: np.ndarray, qs: tuple[float, ...]) -> list[float]:
     return out
 
 
-def _subsample(flat: np.ndarray, per_example: int) -> np.ndarray:
-    """At most SAMPLE_SIZE values at a fixed stride coprime with the example size (spread over units)."""
-    if flat.size <= SAMPLE_SIZE:
+def _subsample(flat: np.ndarray, per_example: int, size: int = SAMPLE_SIZE) -> np.ndarray:
+    """At most ``size`` values at a fixed stride coprime with the example size (spread over units)."""
+    if flat.size <= size:
         return flat
-    stride = flat.size // SAMPLE_SIZE
+    stride = flat.size // size
     while math.gcd(stride, per_example) != 1:
         stride += 1
-    return flat[::stride][:SAMPLE_SIZE]
+    return flat[::stride][:size]
+
+
+def _per_example(x: np.ndarray) -> int:
+    return x.size // x.shape[0] if x.ndim > 1 and x.shape[0] else 1
 
 
 def _moments(flat: np.ndarray) -> tuple[float, float, float]:
@@ -190,7 +249,7 @@ def _activation_stats(x: np.ndarray, kind: str | None) -> dict[str, float]:
     flat = x.reshape(-1)
     mean, std, sumsq = _moments(flat)
     stats = {"act_mean": mean, "act_std": std, "act_nonfinite": _nonfinite_fraction(flat, mean, sumsq)}
-    sample = _subsample(flat, n // x.shape[0] if x.ndim > 1 and x.shape[0] else 1)
+    sample = _subsample(flat, _per_example(x))
     for key, v in zip(_PERCENTILE_KEYS, _quantiles(sample, _QUANTILES), strict=True):
         stats[key] = v
     if kind == "relu":
@@ -234,6 +293,9 @@ class Monitor:
     Args:
         model: a :class:`~trainlab.nn.Module` (a Sequential or any module tree).
         every: sample steps with ``step % every == 0`` (default 10).
+        histograms: also record activation, gradient and parameter :class:`Histogram` s on
+            sampled steps (default False).
+        bins: buckets per histogram (default 30).
 
     Attributes:
         steps: a :class:`StepRecord` per sampled step, in order.
@@ -241,12 +303,17 @@ class Monitor:
         layer_names: the observed layers, in forward order.
     """
 
-    def __init__(self, model: Module, every: int = 10) -> None:
+    def __init__(self, model: Module, every: int = 10, *, histograms: bool = False, bins: int = 30) -> None:
         if not isinstance(model, Module):
             raise TypeError(f"Monitor: model must be a trainlab.nn.Module, got {type(model).__name__}")
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
             raise ValueError(f"Monitor: every must be an integer >= 1, got {every!r}")
+        if not isinstance(histograms, (bool, np.bool_)):
+            raise TypeError(f"Monitor: histograms must be True or False, got {histograms!r}")
+        if isinstance(bins, bool) or not isinstance(bins, (int, np.integer)) or bins < 1:
+            raise ValueError(f"Monitor: bins must be an integer >= 1, got {bins!r}")
         self.model, self.every = model, int(every)
+        self.histograms, self.bins = bool(histograms), int(bins)
         if isinstance(model, Sequential):
             named = list(model.named_children())
         else:
@@ -260,6 +327,7 @@ class Monitor:
         self.steps: list[StepRecord] = []
         self.epoch_summary: dict[int, dict[str, dict[str, float]]] = {}
         self._record: dict[str, dict[str, float]] | None = None   # None: not sampling
+        self._hist: dict[str, dict[str, Histogram]] = {}
         self._record_step = 0
         self._snapshots: dict[str, np.ndarray] = {}
         self._epoch_start = 0
@@ -298,7 +366,13 @@ class Monitor:
                 return
             with np.errstate(over="ignore", invalid="ignore"):
                 self._record.setdefault(layer.name, {}).update(_activation_stats(out, layer.kind))
+                if self.histograms:
+                    self._histogram(layer.name, "act", out)
         return hook
+
+    def _histogram(self, layer: str, what: str, x: np.ndarray) -> None:
+        sample = _subsample(x.reshape(-1), _per_example(x), HISTOGRAM_SAMPLE)
+        self._hist.setdefault(layer, {})[what] = histogram(sample, self.bins)
 
     def _backward_hook(self, layer: _Layer) -> Callable[[Module, Any, Any], None]:
         def hook(module: Module, grad_input: Any, grad_output: Any) -> None:
@@ -308,6 +382,8 @@ class Monitor:
             with np.errstate(over="ignore", invalid="ignore"):
                 if isinstance(grad_output, np.ndarray) and grad_output.size:
                     stats.update(_grad_stats(grad_output, ""))
+                    if self.histograms:
+                        self._histogram(layer.name, "grad", grad_output)
                 for local, _, p in layer.params:
                     stats.update(_grad_stats(p.grad, f"{local}."))
         return hook
@@ -318,7 +394,7 @@ class Monitor:
         if step % self.every:
             self._record = None
             return
-        self._record, self._record_step = {}, int(step)
+        self._record, self._record_step, self._hist = {}, int(step), {}
         for layer in self._layers:
             for _, full, p in layer.params:
                 buf = self._snapshots.get(full)
@@ -346,13 +422,19 @@ class Monitor:
         record, self._record = self._record, None
         for layer in self._layers:
             for local, full, p in layer.params:
+                if self.histograms:
+                    self._histogram(layer.name, local, p.data)
                 before = self._snapshots[full]
                 w_norm = float(np.linalg.norm(before.reshape(-1)))
                 np.subtract(p.data, before, out=before)
                 if w_norm > 0:
                     record.setdefault(layer.name, {})[f"{local}.update_ratio"] = \
                         float(np.linalg.norm(before.reshape(-1))) / w_norm
-        self.steps.append(StepRecord(self._record_step, record))
+        self.steps.append(StepRecord(self._record_step, record, self._take_histograms()))
+
+    def _take_histograms(self) -> dict[str, dict[str, Histogram]] | None:
+        hist, self._hist = self._hist, {}
+        return hist if self.histograms else None
 
     def end_epoch(self, epoch: int) -> None:
         """Average each stat of each layer over this epoch's sampled steps into ``epoch_summary``."""
@@ -382,9 +464,9 @@ class Monitor:
             raise ValueError("Monitor.observe: y is required when loss is given")
         if step is None:
             step = self.steps[-1].step + 1 if self.steps else 0
-        was_attached, pending = self.attached, (self._record, self._record_step)
+        was_attached, pending = self.attached, (self._record, self._record_step, self._hist)
         self.attach()
-        self._record, self._record_step = {}, int(step)
+        self._record, self._record_step, self._hist = {}, int(step), {}
         try:
             out = self.model(x)
             if loss is not None:
@@ -398,11 +480,16 @@ class Monitor:
                     if np.any(g):
                         p.accumulate_grad(g)
             record = self._record
+            if self.histograms:
+                for layer in self._layers:
+                    for local, _, p in layer.params:
+                        self._histogram(layer.name, local, p.data)
+            histograms = self._take_histograms()
         finally:
             if not was_attached:
                 self.detach()
-            self._record, self._record_step = pending     # a step in progress (if any) goes on
-        self.steps.append(StepRecord(int(step), record))
+            self._record, self._record_step, self._hist = pending     # a step in progress (if any) goes on
+        self.steps.append(StepRecord(int(step), record, histograms))
         return {k: dict(v) for k, v in record.items()}
 
     # ------------------------------------------------------------------ access
@@ -422,6 +509,33 @@ class Monitor:
                              f"recorded: {', '.join(seen) or 'none'}")
         return (np.array([p[0] for p in pairs], dtype=np.int64),
                 np.array([p[1] for p in pairs], dtype=np.float64))
+
+    def histogram_history(self, layer: str, what: str = "act") -> list[tuple[int, Histogram]]:
+        """``[(step, Histogram), ...]`` of ``what`` (``"act"``, ``"grad"``, ``"weight"``, ...) for
+        ``layer`` over the sampled steps that recorded it (needs ``Monitor(histograms=True)``)."""
+        if not self.histograms:
+            raise ValueError("Monitor.histogram_history: this monitor records no histograms; "
+                             "create it with Monitor(model, histograms=True)")
+        if layer not in self.layer_names:
+            raise ValueError(f"Monitor.histogram_history: unknown layer {layer!r}; "
+                             f"layers: {', '.join(self.layer_names)}")
+        return [(r.step, r.histograms[layer][what]) for r in self.steps
+                if r.histograms and what in r.histograms.get(layer, {})]
+
+    def plot(self, layers: list[str] | None = None) -> Any:
+        """Activation std, gradient norm and update ratio per layer over the sampled steps, and the
+        by-layer profile at the last one: a matplotlib Figure (see
+        :func:`trainlab.plotting.monitor_figure`); a notebook shows it when it is a cell's value."""
+        from trainlab.plotting import monitor_figure
+
+        return monitor_figure(self, layers)
+
+    def plot_histograms(self, what: str = "act", step: int | None = None) -> Any:
+        """One histogram panel per layer of ``what`` (``"act"``, ``"grad"``, ``"weight"``, ...) at
+        sampled step ``step`` (default: the last): a matplotlib Figure. Needs ``histograms=True``."""
+        from trainlab.plotting import histogram_figure
+
+        return histogram_figure(self, what, step)
 
     def to_rows(self, per: str = "step") -> list[dict[str, Any]]:
         """Flat dicts for JSON: ``{"step", "layer", <stats>}`` per step and layer (``per="epoch"``:

@@ -7,8 +7,9 @@
 * ``last.safetensors`` / ``best.safetensors``: checkpoints (model, optimizer, epoch, RNG
   states, config), and ``model.safetensors``: the final weights alone, loadable by
   ``torch_model.load_state_dict(safetensors.torch.load_file(...))``;
-* ``curves.png``: loss and accuracy per epoch (matplotlib, Agg backend);
-* ``result.json``: the final test loss and accuracy.
+* ``curves.png``: loss, accuracy and learning rate per epoch, best epoch marked (matplotlib, Agg);
+* ``result.json``: the final test loss and accuracy;
+* ``tb/``: TensorBoard event files, with ``train.tensorboard = true`` (:mod:`trainlab.tensorboard`).
 """
 
 from __future__ import annotations
@@ -67,35 +68,16 @@ def build(config: dict[str, Any]) -> tuple[Any, nn.Sequential, optim.Optimizer, 
 
 
 def write_curves(history: History | list[dict[str, Any]], path: str | Path, title: str = "") -> Path:
-    """Draw loss and accuracy per epoch to a PNG (matplotlib, Agg backend; atomic write)."""
-    import io
+    """Draw loss, accuracy and learning rate per epoch, best epoch marked, to a PNG (atomic write).
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    The figure is :meth:`History.plot`'s (:func:`trainlab.plotting.history_figure`): a log loss
+    axis when the loss spans a decade or more, a dashed line at the epoch of the lowest
+    validation loss.
+    """
+    from trainlab.plotting import history_figure, save_png
 
     rows = history.rows() if isinstance(history, History) else list(history)
-    epochs = [r["epoch"] for r in rows]
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
-    for key, ax, label in (("train_loss", ax_loss, "train"), ("val_loss", ax_loss, "val"),
-                           ("train_accuracy", ax_acc, "train"), ("val_accuracy", ax_acc, "val")):
-        values = [r.get(key) for r in rows]
-        if values and all(v is not None for v in values):
-            ax.plot(epochs, values, marker="o", ms=3, label=label)
-    ax_loss.set(xlabel="epoch", ylabel="cross-entropy loss", title="loss")
-    ax_acc.set(xlabel="epoch", ylabel="accuracy", title="accuracy")
-    for ax in (ax_loss, ax_acc):
-        ax.grid(alpha=0.3)
-        ax.legend()
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return Path(path)
+    return save_png(history_figure(rows, title=title), path)
 
 
 def _write_metrics(folder: Path, history: History) -> None:
@@ -110,15 +92,25 @@ def _train(config: dict[str, Any], folder: Path, *, resume_from: Path | None, qu
     callbacks = [Checkpoint(folder, every=t["checkpoint_every"], config=config)]
     if t["early_stopping"]:
         callbacks.append(EarlyStopping("val_loss", patience=t["early_stopping"]))
-    monitor = Monitor(model, every=t["monitor_every"]) if t["monitor_every"] else None
+    monitor = Monitor(model, every=t["monitor_every"], histograms=t["tensorboard"]) if t["monitor_every"] else None
+    board = None
+    if t["tensorboard"]:
+        from trainlab.tensorboard import TensorBoard
+
+        board = TensorBoard(folder / "tb", hparams=config)
+        callbacks.append(board)
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), schedule=schedule, callbacks=callbacks,
                       monitor=monitor, progress=False if quiet else None, log=None if quiet else log)
     rng = np.random.default_rng([config["run"]["seed"], 2])
     start = 0
     if resume_from is not None:
         start = trainer.resume(resume_from, rng)
-    trainer.fit(splits.train, splits.val, epochs=t["epochs"], batch_size=t["batch_size"], rng=rng,
-                start_epoch=start)
+    try:
+        trainer.fit(splits.train, splits.val, epochs=t["epochs"], batch_size=t["batch_size"], rng=rng,
+                    start_epoch=start)
+    finally:   # after an exception: flush the event files (a no-op once training ended normally)
+        if board is not None:
+            board.close("failure")
     _write_metrics(folder, trainer.history)
     checkpoint.save_weights(folder / "model.safetensors", model)
     write_curves(trainer.history, folder / "curves.png", title=config["run"]["name"])

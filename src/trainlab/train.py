@@ -16,6 +16,8 @@ Callbacks see the trainer at fixed points (``on_train_begin``, ``on_epoch_begin`
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import math
 import sys
 import time
@@ -62,6 +64,16 @@ class History:
         return [{k: getattr(self, k)[i] for k in keys if len(getattr(self, k)) > i}
                 for i in range(len(self.epoch))]
 
+    def plot(self, title: str = "") -> Any:
+        """Loss, accuracy and learning rate per epoch with the best epoch marked: a matplotlib Figure.
+
+        The figure of ``curves.png`` (see :func:`trainlab.plotting.history_figure`); a notebook
+        shows it when it is a cell's value, ``fig.savefig(path)`` writes it.
+        """
+        from trainlab.plotting import history_figure
+
+        return history_figure(self.rows(), title=title)
+
 
 def _xy(data: Any, where: str) -> tuple[np.ndarray, np.ndarray]:
     if hasattr(data, "x") and hasattr(data, "y"):
@@ -103,9 +115,28 @@ def _finite_or_none(value: float) -> float | None:
     return float(value) if math.isfinite(value) else None
 
 
-def _best_from(state: dict[str, Any], mode: str) -> float:
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _checked_state(owner: str, state: Any, keys: set[str]) -> dict[str, Any]:
+    """``state`` if it is a dict with no keys but ``keys``, else ``ValueError`` naming ``owner``."""
+    if not isinstance(state, dict):
+        raise ValueError(f"{owner}.load_state_dict: expected a dict, got {type(state).__name__}")
+    unknown = sorted(map(str, set(state) - keys))
+    if unknown:
+        raise ValueError(f"{owner}.load_state_dict: unexpected key(s) {unknown}; expected {sorted(keys)}")
+    return state
+
+
+def _best_from(owner: str, state: dict[str, Any], mode: str) -> float:
+    """The saved ``best`` (None stands for the infinity a fresh callback starts from)."""
     best = state.get("best")
-    return float(best) if best is not None else (math.inf if mode == "min" else -math.inf)
+    if best is None:
+        return math.inf if mode == "min" else -math.inf
+    if not _is_real(best):
+        raise ValueError(f"{owner}.load_state_dict: 'best' must be a number or None, got {best!r}")
+    return float(best)
 
 
 def _better(mode: str, value: float, best: float, min_delta: float) -> bool:
@@ -156,8 +187,13 @@ class EarlyStopping(Callback):
         return {"best": _finite_or_none(self.best), "wait": self.wait}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = _best_from(state, self.mode)
-        self.wait = int(state.get("wait", 0))
+        """Restore ``best`` and ``wait``; ``ValueError`` (nothing changed) for anything else."""
+        state = _checked_state("EarlyStopping", state, {"best", "wait"})
+        best = _best_from("EarlyStopping", state, self.mode)
+        wait = state.get("wait", 0)
+        if not isinstance(wait, int) or isinstance(wait, bool) or wait < 0:
+            raise ValueError(f"EarlyStopping.load_state_dict: 'wait' must be an int >= 0, got {wait!r}")
+        self.best, self.wait = best, wait
 
 
 class Checkpoint(Callback):
@@ -190,7 +226,8 @@ class Checkpoint(Callback):
         return {"best": _finite_or_none(self.best)}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.best = _best_from(state, self.mode)
+        """Restore ``best``; ``ValueError`` (nothing changed) for anything else."""
+        self.best = _best_from("Checkpoint", _checked_state("Checkpoint", state, {"best"}), self.mode)
 
 
 class LRSchedule(Callback):
@@ -455,23 +492,93 @@ class Trainer:
         return [(key, state) for key, cb in self._callback_keys() if (state := cb.state_dict())]
 
     def resume(self, path: str | Path, rng: np.random.Generator) -> int:
-        """Restore everything :meth:`save_checkpoint` wrote; returns the epoch to continue from."""
-        meta = checkpoint.load(path, self.model, self.optimizer)
-        if meta.get("rng") is not None:
-            checkpoint.set_rng_state(rng, meta["rng"])
-        for cb in self.callbacks:
-            if isinstance(cb, LRSchedule) and "schedule" in meta and hasattr(cb.schedule, "load_state_dict"):
-                cb.schedule.load_state_dict(meta["schedule"])
-        saved = meta.get("callbacks") or {}
-        for key, cb in self._callback_keys():
-            if key in saved:
-                cb.load_state_dict(saved[key])
-        self.epoch = int(meta["epoch"])
-        self.global_step = int(meta["global_step"])
-        self.history = History()
-        for row in meta.get("history", []):
-            self.history.append(row)
+        """Restore everything :meth:`save_checkpoint` wrote; returns the epoch to continue from.
+
+        The file is verified and decoded, and its epoch, step, history and generator states
+        are checked, before anything is set. Then the optimizer, the model, the generators,
+        the schedule, the callbacks and the trainer's counters are set in that order; if the
+        schedule or a callback refuses its saved state, everything set so far is restored.
+        Either all of them hold the checkpoint, or none has changed.
+
+        Args:
+            path: a ``.safetensors`` file written by :meth:`save_checkpoint`.
+            rng: the generator that will shuffle the batches; it gets the saved state and
+                becomes :attr:`rng`, so a checkpoint saved before the next ``fit`` keeps it.
+
+        Raises:
+            CheckpointError: naming the file and the problem (corrupted, written by
+                something else than :meth:`save_checkpoint`, or not fitting this trainer).
+        """
+        if not isinstance(rng, np.random.Generator):
+            raise TypeError(f"Trainer.resume: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        path = Path(path)
+        prepared = checkpoint.prepare(path, self.model, self.optimizer)
+        meta = prepared.meta
+
+        def bad(problem: str) -> checkpoint.CheckpointError:
+            return checkpoint.CheckpointError(f"checkpoint {path}: {problem}")
+
+        counts = {}
+        for key in ("epoch", "global_step"):
+            value = meta.get(key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise bad(f"{key!r} must be an int >= 0, got {value!r}" if key in meta else
+                          f"has no {key!r}: not written by Trainer.save_checkpoint")
+            counts[key] = value
+        history = _history_from(meta.get("history"), bad)
+        rng_saved = meta.get("rng")
+        if rng_saved is not None:
+            try:
+                checkpoint.check_rng_state(rng, rng_saved, "the trainer's RNG state")
+            except ValueError as exc:
+                raise bad(str(exc)) from None
+        saved = meta.get("callbacks", {})
+        if not isinstance(saved, dict):
+            raise bad(f"'callbacks' must be a dict of callback states, got {type(saved).__name__}")
+
+        steps = prepared.steps()
+        if rng_saved is not None:
+            before = rng.bit_generator.state
+            steps.append(("the trainer's RNG", lambda: setattr(rng.bit_generator, "state", rng_saved["state"]),
+                          lambda: setattr(rng.bit_generator, "state", before)))
+        targets = [(f"schedule {type(cb.schedule).__name__}", cb.schedule, meta["schedule"])
+                   for cb in self.callbacks if isinstance(cb, LRSchedule) and "schedule" in meta
+                   and hasattr(cb.schedule, "load_state_dict")]
+        targets += [(f"callback {key}", cb, saved[key]) for key, cb in self._callback_keys() if key in saved]
+        for what, target, state in targets:
+            steps.append((what, _loader(target, state), _loader(target, copy.deepcopy(target.state_dict()))))
+        after = {**counts, "history": history, "rng": rng}
+        before_counts = {name: getattr(self, name) for name in after}
+        steps.append(("trainer", _setter(self, after), _setter(self, before_counts)))
+        checkpoint.apply_all(path, steps)
         return self.epoch
+
+
+def _loader(target: Any, state: Any) -> Callable[[], None]:
+    return lambda: target.load_state_dict(state)
+
+
+def _setter(target: Any, values: dict[str, Any]) -> Callable[[], None]:
+    def assign() -> None:
+        for name, value in values.items():
+            setattr(target, name, value)
+    return assign
+
+
+def _history_from(rows: Any, bad: Callable[[str], Exception]) -> History:
+    """A :class:`History` from saved ``rows`` (a list of dicts of numbers), checked first."""
+    columns = {f.name for f in dataclasses.fields(History) if f.default_factory is list}
+    if not isinstance(rows, list):
+        raise bad(f"'history' must be a list of epoch rows, got {type(rows).__name__}"
+                  if rows is not None else "has no 'history': not written by Trainer.save_checkpoint")
+    history = History()
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict) or not isinstance(row.get("epoch"), int) or not set(row) <= columns \
+                or not all(_is_real(v) for v in row.values()):
+            raise bad(f"history row {i} is {repr(row)[:80]}; expected numbers under "
+                      f"{sorted(columns)}, with an int 'epoch'")
+        history.append(row)
+    return history
 
 
 def accuracy(logits: np.ndarray, labels: Sequence[int]) -> float:

@@ -111,6 +111,7 @@ class StudyResult:
         """Write ``<out>/<name>.json`` atomically and return its path."""
         path = Path(out) / f"{self.name}.json"
         atomic_write_bytes(path, (self.to_json() + "\n").encode())
+        self._folder = Path(out)
         return path
 
     @classmethod
@@ -118,7 +119,54 @@ class StudyResult:
         raw = json.loads(Path(path).read_text())
         raw["verdicts"] = [Verdict(**v) for v in raw.get("verdicts", [])]
         raw["tables"] = [Table(**t) for t in raw.get("tables", [])]
-        return cls(**raw)
+        result = cls(**raw)
+        result._folder = Path(path).parent
+        return result
+
+    def _repr_html_(self) -> str:
+        """The study as a notebook shows it: title, summary, the verdicts (PASS/FAIL), the figures
+        (embedded; relative paths are looked up in the folder the result was saved to or loaded
+        from, then the working directory), the tables and the command that reproduces it."""
+        return _study_html(self, [getattr(self, "_folder", Path("."))])
+
+
+#: the notebook view's CSS, every rule under .trainlab-study so that nothing else on the page changes
+_STUDY_CSS = """
+.trainlab-study { font-family: system-ui, "DejaVu Sans", sans-serif; line-height: 1.4; max-width: 1220px; }
+.trainlab-study table { border-collapse: collapse; margin: 6px 0 12px; }
+.trainlab-study th, .trainlab-study td { border: 1px solid #d0d7de; padding: 3px 8px; text-align: left; }
+.trainlab-study th { background: #f6f8fa; }
+.trainlab-study td.num { text-align: right; font-variant-numeric: tabular-nums; }
+.trainlab-study .pass { color: #1a7f37; background: #dafbe1; font-weight: 700; }
+.trainlab-study .fail { color: #b42318; background: #fde2e1; font-weight: 700; }
+.trainlab-study td.detail, .trainlab-study figcaption, .trainlab-study .meta { color: #57606a; }
+.trainlab-study figure { margin: 10px 0 18px; }
+.trainlab-study img { max-width: 100%; height: auto; border: 1px solid #d0d7de; }
+.trainlab-study .missing { color: #b42318; }
+"""
+
+
+def _study_html(result: StudyResult, bases: list[Path]) -> str:
+    """One study as an HTML fragment (the report's verdict table, figures and tables)."""
+    from trainlab.report import _data_uri, _e, _verdict_table, table_html
+
+    n_pass = sum(v.passed for v in result.verdicts)
+    badge = "pass" if result.passed else "fail"
+    parts = [f"<style>{_STUDY_CSS}</style>", '<div class="trainlab-study">',
+             f"<h3>{_e(result.title)} <code>{_e(result.name)}</code> "
+             f'<span class="{badge}">{n_pass}/{len(result.verdicts)} claims pass</span></h3>',
+             f"<p>{_e(result.summary)}</p>"]
+    if result.verdicts:
+        parts.append(_verdict_table([(None, v, None) for v in result.verdicts], with_study=False))
+    for caption, path in result.figures.items():
+        uri, reason = _data_uri(path, bases)
+        body = (f'<img src="{uri}" alt="{_e(caption)}">' if uri is not None
+                else f'<p class="missing">figure missing ({_e(reason)})</p>')
+        parts.append(f"<figure>{body}<figcaption>{_e(caption)}</figcaption></figure>")
+    parts += [table_html(t) for t in result.tables]
+    seconds = f" ({result.seconds:.1f} s)" if result.seconds else ""
+    parts += [f'<p class="meta">reproduce: <code>{_e(result.command)}</code>{seconds}</p>', "</div>"]
+    return "\n".join(parts)
 
 
 def _json_default(obj: Any) -> Any:

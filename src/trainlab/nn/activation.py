@@ -1,14 +1,20 @@
 """Elementwise activations: ReLU, LeakyReLU, Tanh, Sigmoid.
 
 Each caches the one array its backward needs (the output for Tanh and Sigmoid; the
-boolean mask ``[y > 0]`` for ReLU and ``[x > 0]`` for LeakyReLU) and computes ``dx``
+boolean mask ``[y != 0]`` for ReLU and ``[x > 0]`` for LeakyReLU) and computes ``dx``
 with in-place operations on one new array.
+
+Inputs follow :mod:`trainlab.nn`'s dtype rule: float32 and float64 are computed in their
+own precision, float16 in float32, and integer or bool arrays are refused with a
+``TypeError`` (``Sigmoid`` of an int64 array would otherwise round to 0 or 1). NaN
+propagates as in PyTorch.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from trainlab import _validate
 from trainlab.nn.module import Module
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ACTIVATIONS", "get"]
@@ -72,16 +78,21 @@ def _relu(x: np.ndarray) -> np.ndarray:
 
 
 class ReLU(Activation):
-    """``y = max(0, x)``; ``dx = dy * [y > 0]`` (the subgradient at 0 is 0, as in PyTorch)."""
+    """``y = max(0, x)``; ``dx = dy * [not y <= 0]``, as PyTorch's ``threshold_backward``.
+
+    The subgradient at 0 is 0; at a NaN input ``y`` is NaN and the gradient passes
+    through (``NaN <= 0`` is false), as in PyTorch.
+    """
 
     activation_name = "relu"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._out = None        # release the previous step's mask before allocating
-        out = _relu(x)
-        # Backward needs only [y > 0]: a bool mask (a quarter of float32's size) lets the
-        # output itself be freed as soon as the next layer is done with it.
-        self._out = np.greater(out, 0)
+        out = _relu(_validate.layer_input(x, "ReLU"))
+        # Backward needs only the mask: a bool array (a quarter of float32's size) lets the
+        # output itself be freed as soon as the next layer is done with it. y is >= 0 or NaN,
+        # so PyTorch's [not y <= 0] is [y != 0], one comparison.
+        self._out = np.not_equal(out, 0)
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -95,16 +106,14 @@ class LeakyReLU(Activation):
 
     def __init__(self, negative_slope: float = 0.01) -> None:
         super().__init__()
-        if not (negative_slope >= 0):
-            raise ValueError(f"LeakyReLU: negative_slope must be >= 0, got {negative_slope}")
-        self.negative_slope = float(negative_slope)
+        self.negative_slope = _validate.real("LeakyReLU", "negative_slope", negative_slope, low=0)
         self._positive: np.ndarray | None = None
 
     def extra_repr(self) -> str:
         return f"negative_slope={self.negative_slope}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "LeakyReLU")
         self._positive = x > 0
         self._out = np.where(self._positive, x, x * x.dtype.type(self.negative_slope))
         return self._out
@@ -121,7 +130,7 @@ class Tanh(Activation):
     activation_name = "tanh"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        self._out = np.tanh(x)
+        self._out = np.tanh(_validate.layer_input(x, "Tanh"))
         return self._out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
@@ -138,7 +147,7 @@ class Sigmoid(Activation):
     activation_name = "sigmoid"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "Sigmoid")
         # exp(-|x|) never overflows; fold the sign back in
         e = np.exp(-np.abs(x))
         out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
@@ -162,9 +171,6 @@ def get(name: str, **kwargs) -> Activation:
     Raises:
         ValueError: for an unknown name, listing the valid ones.
     """
-    if name not in ACTIVATIONS:
-        import difflib
-        near = difflib.get_close_matches(str(name), list(ACTIVATIONS), n=1)
-        hint = f" (did you mean {near[0]!r}?)" if near else ""
-        raise ValueError(f"unknown activation {name!r}{hint}; valid: {', '.join(ACTIVATIONS)}")
+    if not isinstance(name, str) or name not in ACTIVATIONS:
+        _validate.choice("nn.activation.get", "activation", name, ACTIVATIONS)
     return ACTIVATIONS[name](**kwargs)

@@ -23,6 +23,10 @@ updated with the *unbiased* variance ``var * m / (m - 1)`` (the buffer starts at
 
 Placement (the seed): after a Linear or Conv2d layer, before the activation.
 
+Inputs follow :mod:`trainlab.nn`'s dtype rule (float32/float64; float16 promoted; integer and
+bool refused). An empty batch (``N = 0`` or ``L = 0``) gives an empty output as in PyTorch: in
+training the running statistics keep their values and ``num_batches_tracked`` counts it.
+
 Memory layout: a 3-D or 4-D input may be *channel-major*, i.e. ``x.swapaxes(0, 1)``
 is C-contiguous (a ``(C, N, ...)`` buffer seen as ``(N, C, ...)``, as Conv2d
 returns it). Such an input is normalized in place of layout, without a copy into
@@ -42,6 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from trainlab import _validate
 from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -166,18 +171,13 @@ class _BatchNorm(Module):
                  affine: bool = True, track_running_stats: bool = True, *, dtype: Any = np.float32) -> None:
         super().__init__()
         name = type(self).__name__
-        if not isinstance(num_features, (int, np.integer)) or num_features <= 0:
-            raise ValueError(f"{name}: num_features must be a positive int, got {num_features!r}")
-        if not eps > 0:
-            raise ValueError(f"{name}: eps must be > 0, got {eps}")
-        if momentum is not None and not (0.0 <= momentum <= 1.0):
-            raise ValueError(f"{name}: momentum must be in [0, 1] or None, got {momentum}")
+        self.num_features = _validate.count(name, "num_features", num_features)
+        self.eps = _validate.real(name, "eps", eps, low=0, low_open=True)
+        self.momentum = None if momentum is None else _validate.real(name, "momentum (or None)", momentum,
+                                                                     low=0, high=1, argument="momentum")
+        self.affine = _validate.flag(name, "affine", affine)
+        self.track_running_stats = _validate.flag(name, "track_running_stats", track_running_stats)
         dtype = check_float_dtype(dtype, name)
-        self.num_features = int(num_features)
-        self.eps = float(eps)
-        self.momentum = None if momentum is None else float(momentum)
-        self.affine = bool(affine)
-        self.track_running_stats = bool(track_running_stats)
         if self.affine:
             self.weight = Parameter(np.ones(self.num_features, dtype=dtype), init="ones")
             self.bias = Parameter(np.zeros(self.num_features, dtype=dtype), init="zeros")
@@ -219,12 +219,10 @@ class _BatchNorm(Module):
         not) is seen without a copy as ``(1, C, N*S)``: the same per-channel statistics
         over ``m = N*S`` values.
         """
-        x = np.asarray(x)
+        x = _validate.layer_input(x, type(self).__name__)
         if x.ndim not in self._ranks or x.shape[1] != self.num_features:
             raise ValueError(f"{type(self).__name__}({self.num_features}): expected input of shape "
                              f"{self._layout.format(C=self.num_features)}, got {x.shape}")
-        if x.dtype != np.float32 and x.dtype != np.float64:
-            x = x.astype(np.result_type(x.dtype, np.float32))   # ints -> float64, float16 -> float32 (same layout)
         n, c = x.shape[:2]
         s = math.prod(x.shape[2:])
         if is_channel_major(x):
@@ -263,9 +261,11 @@ class _BatchNorm(Module):
         dtype = x3.dtype
         views = self._views(n, c, s, dtype)
         batch_stats = self._use_batch_stats()
+        if x3.size == 0:
+            return self._forward_empty(x3, np.shape(x), channel_major)
         if batch_stats:
             m = n * s
-            if m <= 1:
+            if m == 1:
                 raise ValueError(f"{type(self).__name__}({self.num_features}): expected more than 1 value "
                                  f"per channel when training, got input of shape {np.shape(x)}")
             mean = _channel_sum(x3)
@@ -294,6 +294,19 @@ class _BatchNorm(Module):
         else:
             np.multiply(cv, views.channel(inv_std), out=ov)
         return _from_ncs(out, np.shape(x), channel_major)
+
+    def _forward_empty(self, x3: np.ndarray, shape: tuple[int, ...], channel_major: bool) -> np.ndarray:
+        """An empty batch (``N = 0`` or ``L = 0``), as PyTorch: an empty output.
+
+        In training the running statistics keep their values and ``num_batches_tracked``
+        still counts the batch. Backward adds zeros to ``weight.grad``/``bias.grad`` and
+        returns an empty ``dx``.
+        """
+        if self.training and self.track_running_stats:
+            self._buffers["num_batches_tracked"] = self._buffers["num_batches_tracked"] + 1
+        c = x3.shape[1]
+        self._cache = _BNCache(x3, np.ones(c, x3.dtype), shape, False, channel_major)
+        return _from_ncs(np.empty(x3.shape, x3.dtype), shape, channel_major)
 
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         buffers = self._buffers      # read directly: attribute access through Module.__getattr__ costs more
@@ -324,6 +337,11 @@ class _BatchNorm(Module):
         centered, inv_std, input_shape, batch_stats, channel_major = self._cache
         n, c, s = centered.shape
         dtype = centered.dtype
+        if centered.size == 0:          # an empty batch (see _forward_empty)
+            if self.affine:
+                self.bias.accumulate_grad(np.zeros(c, dtype))
+                self.weight.accumulate_grad(np.zeros(c, dtype))
+            return np.empty(input_shape, dtype)
         views = self._views(n, c, s, dtype)
         dy = np.asarray(dout)
         if channel_major:

@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
+from trainlab import _validate
 from trainlab.nn.linear import InitializedLayer
 from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
@@ -88,16 +89,19 @@ class _Scratch:
 
 
 def _pair(value: Any, name: str, where: str, minimum: int) -> tuple[int, int]:
-    """``3 -> (3, 3)``, ``(3, 5) -> (3, 5)``; each entry an int ``>= minimum``."""
+    """``3 -> (3, 3)``, ``(3, 5) -> (3, 5)``; each entry an int ``>= minimum``.
+
+    Raises ``TypeError`` for entries that are not ints (``2.5``, ``"3"``, ``True``) and
+    ``ValueError`` for a wrong length or an entry below ``minimum``; both name ``name``.
+    """
+    kind = "positive" if minimum > 0 else "non-negative"
+    what = f"a {kind} int or a pair of them"
     pair = (value, value) if isinstance(value, (int, np.integer)) else value
-    try:
-        ok = len(pair) == 2 and all(isinstance(v, (int, np.integer)) and not isinstance(v, bool)
-                                    and v >= minimum for v in pair)
-    except TypeError:
-        ok = False
-    if isinstance(value, bool) or not ok:
-        kind = "positive" if minimum > 0 else "non-negative"
-        raise ValueError(f"{where}: {name} must be a {kind} int or a pair of them, got {value!r}")
+    is_int = lambda v: isinstance(v, (int, np.integer)) and not isinstance(v, (bool, np.bool_))
+    if isinstance(value, (str, bytes)) or not isinstance(pair, (tuple, list)) or not all(map(is_int, pair)):
+        raise _validate.argument_error(TypeError, where, name, f"{name} must be {what}, got {value!r}")
+    if len(pair) != 2 or any(v < minimum for v in pair):
+        raise _validate.argument_error(ValueError, where, name, f"{name} must be {what}, got {value!r}")
     return int(pair[0]), int(pair[1])
 
 
@@ -149,7 +153,9 @@ class Conv2d(InitializedLayer):
         dtype: float32 (default) or float64.
 
     Shapes:
-        weight ``(F, C, kh, kw)`` (PyTorch's); x ``(N, C, H, W)`` -> y ``(N, F, Ho, Wo)``.
+        weight ``(F, C, kh, kw)`` (PyTorch's); x ``(N, C, H, W)`` -> y ``(N, F, Ho, Wo)``; x float32
+        or float64 (float16 is promoted, integer and bool inputs are refused: see :mod:`trainlab.nn`).
+        ``N = 0`` gives an empty output and input gradient and zero parameter gradients.
 
     Backward:
         ``dW += dY cols^T``, ``db += sum_{n,i,j} dY``, ``dx = col2im(W^T dY)``.
@@ -160,13 +166,12 @@ class Conv2d(InitializedLayer):
                  bias: bool = True, *, init: str | Callable[..., np.ndarray] = "auto",
                  rng: np.random.Generator | None = None, dtype: Any = np.float32) -> None:
         super().__init__()
-        for arg, v in (("in_channels", in_channels), ("out_channels", out_channels)):
-            if not isinstance(v, (int, np.integer)) or isinstance(v, bool) or v <= 0:
-                raise ValueError(f"Conv2d: {arg} must be a positive int, got {v!r}")
-        self.in_channels, self.out_channels = int(in_channels), int(out_channels)
+        self.in_channels = _validate.count("Conv2d", "in_channels", in_channels)
+        self.out_channels = _validate.count("Conv2d", "out_channels", out_channels)
         self.kernel_size = _pair(kernel_size, "kernel_size", "Conv2d", 1)
         self.stride = _pair(stride, "stride", "Conv2d", 1)
         self.padding = _pair(padding, "padding", "Conv2d", 0)
+        bias = _validate.flag("Conv2d", "bias", bias)
         dtype = check_float_dtype(dtype, "Conv2d")
         self._init_weight((self.out_channels, self.in_channels, *self.kernel_size), init, rng, dtype)
         self.bias = Parameter(np.zeros(self.out_channels, dtype=dtype), init="zeros") if bias else None
@@ -253,7 +258,7 @@ class Conv2d(InitializedLayer):
 
     # ----------------------------------------------------------------- forward / backward
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "Conv2d")
         g = self._geometry(x.shape)
         weight = self.weight.data
         dtype = np.result_type(x.dtype, weight.dtype) if np.issubdtype(x.dtype, np.floating) \
@@ -333,6 +338,7 @@ class Conv2d(InitializedLayer):
         dpadded.fill(0)
         # dx = col2im(W^T dY), `chunk` samples at a time: the (K, N*Ho*width) dcols never exists.
         weight_t = np.ascontiguousarray(self.weight.data.reshape(f, k).T, dtype=dtype)
+        dcols = taps = None         # an empty batch runs no block
         for n0 in range(0, g.n, chunk):
             count = min(chunk, g.n - n0)
             dcols = block.reshape(-1)[:k * count * per_sample].reshape(k, count * per_sample)
@@ -413,8 +419,9 @@ class MaxPool2d(Module):
         self.stride = self.kernel_size if stride is None else _pair(stride, "stride", "MaxPool2d", 1)
         self.padding = _pair(padding, "padding", "MaxPool2d", 0)
         if any(2 * p > k for p, k in zip(self.padding, self.kernel_size, strict=True)):
-            raise ValueError(f"MaxPool2d: padding must be at most half of kernel_size, got "
-                             f"padding={_show(self.padding)} for kernel_size={_show(self.kernel_size)}")
+            raise _validate.argument_error(ValueError, "MaxPool2d", "padding", f"padding must be at most half of "
+                                           f"kernel_size, got padding={_show(self.padding)} for "
+                                           f"kernel_size={_show(self.kernel_size)}")
         self._cache: _MaxPoolCache | None = None
         self._base: tuple[tuple, np.ndarray] | None = None   # (shape key, flat index of each window's corner)
 
@@ -488,11 +495,9 @@ class MaxPool2d(Module):
         return list(gathered), scratch
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "MaxPool2d")
         ho, wo = self._output_hw(x.shape)
         self._cache = None      # release the previous step's argmax first
-        if not np.issubdtype(x.dtype, np.floating):
-            x = x.astype(np.float32)
         planes, channel_major = self._padded_planes(x)
         taps, scratch = self._gather_taps(planes, ho, wo)
         if self.training:
@@ -577,9 +582,7 @@ class Flatten(Module):
 
     def __init__(self, start_dim: int = 1) -> None:
         super().__init__()
-        if not isinstance(start_dim, (int, np.integer)) or isinstance(start_dim, bool) or start_dim < 0:
-            raise ValueError(f"Flatten: start_dim must be a non-negative int, got {start_dim!r}")
-        self.start_dim = int(start_dim)
+        self.start_dim = _validate.integer("Flatten", "start_dim", start_dim, low=0)
         self._cache: _FlattenCache | None = None
 
     def extra_repr(self) -> str:
@@ -593,7 +596,7 @@ class Flatten(Module):
         return (*shape[:self.start_dim], math.prod(shape[self.start_dim:]))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "Flatten")
         out_shape = self.output_shape(x.shape)
         self._cache = _FlattenCache(x.shape)
         return x.reshape(out_shape)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from trainlab import _validate
 from trainlab.nn.module import Module
 
 __all__ = ["Dropout"]
@@ -14,7 +15,9 @@ class Dropout(Module):
 
     Each unit is zeroed with probability ``p`` and the survivors are scaled by
     ``1 / (1 - p)`` so that the expected activation is unchanged; in eval mode
-    the layer is the identity. The mask is drawn from ``rng``.
+    the layer is the identity. The mask is drawn from ``rng``. Inputs follow
+    :mod:`trainlab.nn`'s dtype rule (integer and bool arrays are refused: their
+    survivors could not be scaled).
 
     Args:
         p: drop probability, ``0 <= p < 1``.
@@ -29,12 +32,10 @@ class Dropout(Module):
 
     def __init__(self, p: float = 0.5, *, rng: np.random.Generator | None = None) -> None:
         super().__init__()
-        if not (0.0 <= p < 1.0):
-            raise ValueError(f"Dropout: p must be in [0, 1), got {p}")
-        if p > 0 and not isinstance(rng, np.random.Generator):
-            raise TypeError("Dropout: rng must be a numpy.random.Generator "
-                            "(e.g. rng=np.random.default_rng(0)) to draw the masks")
-        self.p = float(p)
+        p = _validate.real("Dropout", "p", p, low=0, high=1, high_open=True)
+        if p > 0 or rng is not None:
+            _validate.generator("Dropout", "rng", rng, purpose="to draw the masks")
+        self.p = p
         self.rng = rng
         self._mask: np.ndarray | None = None
 
@@ -42,7 +43,7 @@ class Dropout(Module):
         return f"p={self.p}"
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "Dropout")
         if not self.training or self.p == 0.0:
             self._mask = None
             return x

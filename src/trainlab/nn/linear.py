@@ -8,6 +8,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from trainlab import _validate
 from trainlab import init as initializers
 from trainlab.nn.module import Module, Parameter, check_float_dtype
 
@@ -33,11 +34,8 @@ class InitializedLayer(Module):
         name = type(self).__name__
         self.init_is_auto = isinstance(init, str) and init == "auto"
         fn = initializers.get("xavier" if self.init_is_auto else init)
-        if rng is None and fn not in (initializers.zeros, initializers.ones):
-            raise TypeError(f"{name}: rng must be a numpy.random.Generator "
-                            f"(e.g. rng=np.random.default_rng(0)) to draw the weights")
-        if rng is not None and not isinstance(rng, np.random.Generator):
-            raise TypeError(f"{name}: rng must be a numpy.random.Generator, got {type(rng).__name__}")
+        if rng is not None or fn not in (initializers.zeros, initializers.ones):
+            _validate.generator(name, "rng", rng, purpose="to draw the weights")
         self._rng_state = None if rng is None else rng.bit_generator.state
         self._rng_type = None if rng is None else type(rng.bit_generator)
         self.weight = Parameter(fn(shape, rng=rng, dtype=dtype),
@@ -78,7 +76,8 @@ class Linear(InitializedLayer):
         dtype: float32 (default) or float64.
 
     Shapes:
-        x: ``(N, *, in_features)`` -> y: ``(N, *, out_features)``.
+        x: ``(N, *, in_features)`` -> y: ``(N, *, out_features)``; x float32 or float64
+        (float16 is promoted, integer and bool inputs are refused: the rule of :mod:`trainlab.nn`).
 
     Backward:
         ``dx = dy W``, ``dW += dy^T x``, ``db += sum_N dy``.
@@ -88,11 +87,10 @@ class Linear(InitializedLayer):
                  init: str | Callable[..., np.ndarray] = "auto",
                  rng: np.random.Generator | None = None, dtype: Any = np.float32) -> None:
         super().__init__()
-        for arg, v in (("in_features", in_features), ("out_features", out_features)):
-            if not isinstance(v, (int, np.integer)) or v <= 0:
-                raise ValueError(f"Linear: {arg} must be a positive int, got {v!r}")
+        self.in_features = _validate.count("Linear", "in_features", in_features)
+        self.out_features = _validate.count("Linear", "out_features", out_features)
+        bias = _validate.flag("Linear", "bias", bias)
         dtype = check_float_dtype(dtype, "Linear")
-        self.in_features, self.out_features = int(in_features), int(out_features)
         self._init_weight((self.out_features, self.in_features), init, rng, dtype)
         self.bias = Parameter(np.zeros(self.out_features, dtype=dtype), init="zeros") if bias else None
         self._cache: _LinearCache | None = None
@@ -101,7 +99,7 @@ class Linear(InitializedLayer):
         return f"{self.in_features}, {self.out_features}" + ("" if self.bias is not None else ", bias=False")
 
     def _check_input(self, x: np.ndarray) -> np.ndarray:
-        x = np.asarray(x)
+        x = _validate.layer_input(x, "Linear")
         if x.ndim < 2 or x.shape[-1] != self.in_features:
             raise ValueError(f"Linear({self.in_features}, {self.out_features}): expected input of shape "
                              f"(N, ..., {self.in_features}), got {x.shape}")

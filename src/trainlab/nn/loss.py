@@ -1,9 +1,15 @@
-"""Losses: ``loss_fn(prediction, target) -> float`` then ``loss_fn.backward() -> dL/dprediction``."""
+"""Losses: ``loss_fn(prediction, target) -> float`` then ``loss_fn.backward() -> dL/dprediction``.
+
+Predictions (and MSE targets) follow :mod:`trainlab.nn`'s dtype rule: float32/float64,
+float16 computed in float32, integer and bool arrays refused with a ``TypeError``. An empty
+batch gives a NaN loss (the mean of nothing, as PyTorch) and an empty gradient.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
+from trainlab import _validate
 from trainlab.nn.module import Module
 
 __all__ = ["CrossEntropyLoss", "MSELoss"]
@@ -37,9 +43,8 @@ class CrossEntropyLoss(Module):
 
     def __init__(self, label_smoothing: float = 0.0) -> None:
         super().__init__()
-        if not (0.0 <= label_smoothing < 1.0):
-            raise ValueError(f"CrossEntropyLoss: label_smoothing must be in [0, 1), got {label_smoothing}")
-        self.label_smoothing = float(label_smoothing)
+        self.label_smoothing = _validate.real("CrossEntropyLoss", "label_smoothing", label_smoothing,
+                                              low=0, high=1, high_open=True)
         self._probs: np.ndarray | None = None
         self._target: np.ndarray | None = None
 
@@ -47,7 +52,7 @@ class CrossEntropyLoss(Module):
         return f"label_smoothing={self.label_smoothing}" if self.label_smoothing else ""
 
     def forward(self, logits: np.ndarray, target: np.ndarray) -> float:
-        logits = np.asarray(logits)
+        logits = _validate.layer_input(logits, "CrossEntropyLoss", "logits")
         target = np.asarray(target)
         if logits.ndim != 2:
             raise ValueError(f"CrossEntropyLoss: expected logits of shape (N, C), got {logits.shape}")
@@ -60,8 +65,6 @@ class CrossEntropyLoss(Module):
         if n and (target.min() < 0 or target.max() >= c):
             raise ValueError(f"CrossEntropyLoss: target values must be in [0, {c}), "
                              f"got min {target.min()} and max {target.max()}")
-        if logits.dtype != np.float32 and logits.dtype != np.float64:
-            logits = logits.astype(np.result_type(logits.dtype, np.float32))
         shifted = np.subtract(logits, _row_max(logits)[:, None])
         rows = np.arange(n)
         picked = shifted[rows, target]
@@ -93,7 +96,8 @@ class CrossEntropyLoss(Module):
             grad[np.arange(n), target] -= 1 - self.label_smoothing
         else:
             grad[np.arange(n), target] -= 1
-        grad *= grad.dtype.type(dout / n)
+        if n:
+            grad *= grad.dtype.type(dout / n)
         return grad
 
 
@@ -108,11 +112,14 @@ class MSELoss(Module):
         self._diff: np.ndarray | None = None
 
     def forward(self, prediction: np.ndarray, target: np.ndarray) -> float:
-        prediction, target = np.asarray(prediction), np.asarray(target)
+        prediction = _validate.layer_input(prediction, "MSELoss", "prediction")
+        target = _validate.layer_input(target, "MSELoss", "target")
         if prediction.shape != target.shape:
             raise ValueError(f"MSELoss: prediction shape {prediction.shape} and target shape "
                              f"{target.shape} differ")
         self._diff = prediction - target
+        if not self._diff.size:
+            return float("nan")         # the mean of nothing (PyTorch's value), without NumPy's warning
         return float(np.mean(np.square(self._diff), dtype=np.float64))
 
     def backward(self, dout: float = 1.0) -> np.ndarray:

@@ -19,14 +19,16 @@ Unlike PyTorch there is no autograd tape: each layer implements
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
 
+from trainlab import _validate
+
 __all__ = ["Parameter", "Module", "Sequential"]
 
-FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+FLOAT_DTYPES = _validate.LAYER_DTYPES
 
 
 def is_channel_major(a: np.ndarray) -> bool:
@@ -40,13 +42,7 @@ def is_channel_major(a: np.ndarray) -> bool:
 
 def check_float_dtype(dtype: Any, where: str) -> np.dtype:
     """Return ``np.dtype(dtype)`` if it is float32 or float64, else raise ``TypeError``."""
-    try:
-        dt = np.dtype(dtype)
-    except TypeError as exc:
-        raise TypeError(f"{where}: dtype must be float32 or float64, got {dtype!r}") from exc
-    if dt not in FLOAT_DTYPES:
-        raise TypeError(f"{where}: dtype must be float32 or float64, got {dt}")
-    return dt
+    return _validate.float_dtype(where, "dtype", dtype)
 
 
 class Parameter:
@@ -66,14 +62,26 @@ class Parameter:
     spends a pass on filling zeros. The array is filled with zeros only when
     ``grad`` is read before anything was written (reading it always shows the
     logical value).
+
+    Assigning ``p.grad = g`` (an array of ``data``'s shape and dtype, kept by
+    reference) makes ``g`` the gradient, and a later ``backward`` adds to it, as in
+    PyTorch; ``p.grad = None`` sets it back to zero (a fresh array).
     """
 
     __slots__ = ("data", "_grad", "init", "_grad_is_zero", "_grad_stale")
 
     def __init__(self, data: np.ndarray, init: str = "") -> None:
-        data = np.asarray(data)
+        try:
+            data = np.asarray(data)
+        except (TypeError, ValueError) as exc:
+            raise _validate.argument_error(TypeError, "Parameter", "data", f"data must be a floating-point "
+                                           f"array, got {type(data).__name__} ({exc})") from None
         if not np.issubdtype(data.dtype, np.floating):
-            raise TypeError(f"Parameter: data must be a floating-point array, got {data.dtype}")
+            raise _validate.argument_error(TypeError, "Parameter", "data",
+                                           f"data must be a floating-point array, got {data.dtype}")
+        if not isinstance(init, str):
+            raise _validate.argument_error(TypeError, "Parameter", "init", f"init must be a string "
+                                           f"describing the initializer, got {type(init).__name__}")
         self.data = np.asarray(data, order="C")
         self._grad = np.zeros_like(self.data)
         self.init = init
@@ -88,8 +96,20 @@ class Parameter:
         return self._grad
 
     @grad.setter
-    def grad(self, value: np.ndarray) -> None:
+    def grad(self, value: np.ndarray | None) -> None:
+        if value is None:
+            self._grad = np.zeros_like(self.data)
+            self._grad_is_zero, self._grad_stale = True, False
+            return
+        if not isinstance(value, np.ndarray) or value.dtype != self.data.dtype:
+            raise _validate.argument_error(
+                TypeError, "Parameter", "grad", f"grad must be an array of the parameter's dtype "
+                f"{self.data.dtype}, got {getattr(value, 'dtype', type(value).__name__)}")
+        if value.shape != self.data.shape:
+            raise _validate.argument_error(ValueError, "Parameter", "grad", f"grad must have the parameter's "
+                                           f"shape {self.data.shape}, got {value.shape}")
         self._grad = value
+        self._grad_is_zero = False      # backward adds to the assigned gradient
         self._grad_stale = False
 
     @property
@@ -291,6 +311,7 @@ class Module:
     # ----------------------------------------------------------------- modes and dtype
     def train(self, mode: bool = True) -> Module:
         """Set training mode (BatchNorm uses batch statistics, Dropout drops). Returns self."""
+        mode = _validate.flag(f"{type(self).__name__}.train", "mode", mode)
         for m in self.modules():
             object.__setattr__(m, "training", bool(mode))
         return self
@@ -310,7 +331,7 @@ class Module:
             for p in m._parameters.values():
                 if p is not None and p.data.dtype != dt:
                     p.data = p.data.astype(dt)
-                    p.grad = p.grad.astype(dt)
+                    p._grad = p._grad.astype(dt)        # the lazy-zero flags still hold
             for name, b in m._buffers.items():
                 if b is not None and np.issubdtype(b.dtype, np.floating) and b.dtype != dt:
                     m._buffers[name] = b.astype(dt)
@@ -366,8 +387,14 @@ class Module:
 
         Raises:
             KeyError: (strict) listing every missing and every unexpected key.
-            ValueError: listing every key whose shape does not match.
+            ValueError: listing every key whose shape does not match or whose value is not numeric.
+            TypeError: ``state_dict`` is not a mapping, ``strict`` not a bool.
         """
+        where = f"{type(self).__name__}.load_state_dict"
+        if not isinstance(state_dict, Mapping):
+            raise _validate.argument_error(TypeError, where, "state_dict", f"state_dict must be a dict of "
+                                           f"arrays, got {type(state_dict).__name__}")
+        strict = _validate.flag(where, "strict", strict)
         slots = self._state_slots()
         missing = [k for k in slots if k not in state_dict]
         unexpected = [k for k in state_dict if k not in slots]
@@ -377,20 +404,28 @@ class Module:
         if strict and unexpected:
             problems.append("unexpected keys: " + ", ".join(unexpected))
         values = {}
-        bad_shapes = []
+        bad_shapes, bad_types = [], []
         for key, (mod, name, kind) in slots.items():
             if key not in state_dict:
                 continue
-            value = np.asarray(state_dict[key])
+            try:
+                value = np.asarray(state_dict[key])
+            except (TypeError, ValueError):
+                bad_types.append(f"{key} (not an array: {type(state_dict[key]).__name__})")
+                continue
             target = mod._parameters[name].data if kind == "param" else mod._buffers[name]
-            if value.shape != target.shape:
+            if value.dtype.kind not in "biuf":
+                bad_types.append(f"{key} (expected numbers, got dtype {value.dtype})")
+            elif value.shape != target.shape:
                 bad_shapes.append(f"{key} (expected {tuple(target.shape)}, got {tuple(value.shape)})")
             values[key] = value
         if bad_shapes:
             problems.append("wrong shapes: " + ", ".join(bad_shapes))
+        if bad_types:
+            problems.append("wrong types: " + ", ".join(bad_types))
         if problems:
-            msg = f"{type(self).__name__}.load_state_dict: " + "; ".join(problems)
-            raise (ValueError(msg) if bad_shapes and not (strict and (missing or unexpected))
+            msg = f"{where}: " + "; ".join(problems)
+            raise (ValueError(msg) if (bad_shapes or bad_types) and not (strict and (missing or unexpected))
                    else KeyError(msg))
         for key, value in values.items():
             mod, name, kind = slots[key]
@@ -432,7 +467,8 @@ class Module:
         """
         rows = [("layer", "output shape", "params", "init")]
         layers = list(self._modules.items()) if self._modules else [(type(self).__name__, self)]
-        shape = tuple(input_shape) if input_shape is not None else None
+        shape = None if input_shape is None else \
+            _validate.shape(f"{type(self).__name__}.summary", "input_shape", input_shape)
         total = 0
         for name, layer in layers:
             if shape is not None:

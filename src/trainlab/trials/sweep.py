@@ -256,6 +256,9 @@ def _expand_trials(sweep: Sweep, raw: dict[str, Any]) -> None:
                 full = validate(config)
             except ConfigError as exc:
                 raise SweepError(f"{where}: {exc}") from None
+            if full["train"].get("tensorboard"):
+                raise SweepError(f"{where}: train.tensorboard: a sweep does not write TensorBoard event files "
+                                 "(yet); every trial's per-epoch metrics are in results.jsonl")
             spec = make_spec(config_trial.TRIAL, {"config": full, "repeat": repeat})
             trial = SweepTrial(dict(assignment), repeat, full["run"]["seed"], spec)
             if trial.id in seen:

@@ -1,0 +1,359 @@
+"""TensorBoard event files from a training run: the :class:`TensorBoard` callback.
+
+Point ``tensorboard --logdir LOG_DIR`` at the folder and it shows, for every run under it:
+
+========================== ============================================ ==========================
+tag                        what                                         step
+========================== ============================================ ==========================
+``loss/train``,            the epoch's mean training loss and accuracy,   the epoch's last step
+``accuracy/train``         as in ``metrics.jsonl``
+``loss/val``,              validation loss and accuracy                   the epoch's last step
+``accuracy/val``
+``lr``                     the learning rate the epoch ran with           the epoch's last step
+``loss/batch``             the mini-batch loss                            every monitor sample
+``activation/<layer>``     histogram of the layer's output                every monitor sample
+``gradient/<layer>``       histogram of dL/d(output)                      every monitor sample
+``weight/<layer>``,        histograms of the layer's parameters (after    every monitor sample
+``bias/<layer>``           the step)
+``update_ratio/<param>``   ||w_after - w_before|| / ||w_before||          every monitor sample
+``diagnosis``              :meth:`Monitor.diagnose`'s findings (text)     the epoch's last step
+HParams                    the run's config, with the last ``loss/val``,  start and end of training
+                           ``accuracy/val``, ``loss/train``,
+                           ``accuracy/train`` as its metrics
+========================== ============================================ ==========================
+
+``<layer>`` is the monitor's layer name and type, zero-padded so that TensorBoard's
+alphabetical order is the network's order (``03.ReLU``); ``<param>`` adds the parameter
+(``03.Linear.weight``).
+
+**Histograms are the Monitor's.** With ``Monitor(model, every=N, histograms=True)`` each
+sampled step keeps :class:`~trainlab.monitor.Histogram` s (``edges``, ``counts``, ``min``,
+``max``, ``num``, ``sum``, ``sum_squares``: TensorBoard's ``HistogramProto`` fields). They are
+written with tensorboardX's raw-histogram summary, ``bucket_limit = edges[1:]`` and
+``bucket = counts``, so TensorBoard shows exactly the buckets the Monitor counted; nothing
+is re-binned. A monitor without histograms still gives the update ratios and the batch
+loss; no monitor at all gives the epoch scalars and the hparams.
+
+**Steps.** Everything is on the trainer's global step (the epoch scalars at the epoch's last
+step), so one x axis serves every tag. A resumed run (``Trainer.resume``) writes a new event
+file that starts with ``purge_step = global_step``: TensorBoard drops what the interrupted
+run had written past its last checkpoint, so the curves continue without a fold.
+
+**Sweeps.** ``TensorBoard(log_dir, run_name)`` writes into ``log_dir/run_name``: give every
+trial of a sweep the same ``log_dir`` and its own ``run_name`` (its trial id), and
+TensorBoard lists them side by side; the HParams view tabulates their configs against their
+final metrics.
+
+**Cost.** The training thread only hands each new :class:`~trainlab.monitor.StepRecord`
+(already computed by the Monitor) to a background thread, which builds one event per
+sampled step (all its histograms and ratios in one ``Summary``) and passes it to
+tensorboardX's writer, whose own thread writes it to disk. With ``background=False`` the
+events are built in the training thread instead (deterministic timing; tests).
+
+Needs tensorboardX (``pip install "trainlab[tensorboard]"``), which also brings ``crc32c``:
+without it tensorboardX checksums every record in pure Python (about 0.4 ms a kilobyte).
+
+References:
+    TensorBoard's event file format and ``HistogramProto``:
+    https://github.com/tensorflow/tensorboard (``tensorboard/compat/proto/summary.proto``).
+    The HParams dashboard: https://www.tensorflow.org/tensorboard/hyperparameter_tuning_with_hparams
+"""
+
+from __future__ import annotations
+
+import atexit
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from trainlab.train import Callback
+
+__all__ = ["TensorBoard", "flatten_hparams", "METRICS", "WHAT_TAGS"]
+
+#: epoch-log key -> scalar tag (and the metrics of the HParams view)
+METRICS = {"val_loss": "loss/val", "val_accuracy": "accuracy/val", "train_loss": "loss/train",
+           "train_accuracy": "accuracy/train"}
+#: Monitor histogram kinds -> tag group (parameters keep their own name: "weight", "bias", ...)
+WHAT_TAGS = {"act": "activation", "grad": "gradient"}
+CLOSE_TIMEOUT = 60.0   #: seconds close() waits for the background thread to write what is queued
+
+
+def _import_tensorboardx() -> Any:
+    try:
+        import tensorboardX
+    except ImportError:
+        raise ImportError("TensorBoard logging needs tensorboardX: pip install \"trainlab[tensorboard]\"") from None
+    return tensorboardX
+
+
+def flatten_hparams(config: Mapping[str, Any], prefix: str = "") -> dict[str, bool | int | float | str]:
+    """``{"optimizer": {"lr": 0.1}}`` -> ``{"optimizer.lr": 0.1}``: the values the HParams view takes.
+
+    Booleans, integers, floats and strings stay as they are; lists and tuples become their
+    text (``"[256, 256]"``); ``None`` is left out; anything else is written as ``str(value)``.
+    """
+    if not isinstance(config, Mapping):
+        raise TypeError(f"TensorBoard: hparams must be a dict (a config), got {type(config).__name__}")
+    out: dict[str, bool | int | float | str] = {}
+    for key, value in config.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            out.update(flatten_hparams(value, f"{name}."))
+        elif value is None:
+            continue
+        elif isinstance(value, (bool, int, float, str)):
+            out[name] = value
+        elif isinstance(value, (list, tuple)):
+            out[name] = "[" + ", ".join(str(v) for v in value) + "]"
+        else:
+            out[name] = str(value)
+    return out
+
+
+def _layer_tags(monitor: Any) -> dict[str, str]:
+    """Layer name -> ``"03.ReLU"`` (digits zero-padded so that alphabetical order is network order)."""
+    names = monitor.layer_names
+    width = max((len(n) for n in names if n.isdigit()), default=1)
+    return {n: f"{n.zfill(width) if n.isdigit() else n}.{monitor._type(n)}" for n in names}
+
+
+class _Worker:
+    """Runs submitted calls in order, in one background thread (or at once when not ``background``).
+
+    The first exception a call raises is kept and raised again by the next :meth:`submit`
+    or by :meth:`close`, so a failing write is never silent.
+    """
+
+    def __init__(self, background: bool) -> None:
+        self.background = background
+        self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        if background:
+            self._thread = threading.Thread(target=self._run, name="trainlab-tensorboard", daemon=True)
+            self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is None:
+                return
+            fn, args = item
+            if self._error is None:
+                try:
+                    fn(*args)
+                except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+                    self._error = exc
+
+    def _raise(self) -> None:
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise RuntimeError(f"TensorBoard: writing events failed: {error!r}") from error
+
+    def submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        self._raise()
+        if self._thread is None:
+            fn(*args)
+        else:
+            self._queue.put((fn, args))
+
+    def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        if self._thread is not None:
+            self._queue.put(None)
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError(f"TensorBoard: the event writer did not finish within {timeout:.0f} s")
+            self._thread = None
+        self._raise()
+
+
+class TensorBoard(Callback):
+    """Write a run's scalars, the Monitor's histograms and update ratios, the diagnosis and the
+    config as TensorBoard event files (tensorboardX); see the module docstring for the tags.
+
+    Args:
+        log_dir: the folder to point ``tensorboard --logdir`` at (created if missing).
+        run_name: a subfolder of ``log_dir`` for this run (default: none, the events go into
+            ``log_dir``). A sweep gives each trial its own ``run_name`` under one ``log_dir``.
+        hparams: the run's config (nested tables are flattened to ``"table.key"``, see
+            :func:`flatten_hparams`), shown in the HParams view; None for none.
+        monitor: the :class:`~trainlab.monitor.Monitor` whose records are written (default: the
+            trainer's ``monitor``). Create it with ``histograms=True`` to get histograms.
+        histograms: write the monitor's histograms (default True; they are written only when
+            the monitor records them).
+        background: build and hand over events in a background thread (default True).
+        flush_secs: at most this many seconds between flushes of the event file to disk
+            (default 10; :meth:`close` and the end of training flush at once).
+
+    Training calls :meth:`close` at its end; after an exception, call it yourself (or use the
+    callback as a context manager) to flush what was written. Interpreter exit closes it too.
+    """
+
+    def __init__(self, log_dir: str | Path, run_name: str | None = None, *, hparams: Mapping[str, Any] | None = None,
+                 monitor: Any = None, histograms: bool = True, background: bool = True,
+                 flush_secs: float = 10.0) -> None:
+        if run_name is not None and (not isinstance(run_name, str) or not run_name.strip()
+                                     or run_name in (".", "..") or Path(run_name).is_absolute()):
+            raise ValueError(f"TensorBoard: run_name must be a non-empty relative folder name, got {run_name!r}")
+        if not (isinstance(flush_secs, (int, float)) and flush_secs > 0):
+            raise ValueError(f"TensorBoard: flush_secs must be a number > 0, got {flush_secs!r}")
+        self.log_dir = Path(log_dir)
+        self.run_name = run_name
+        self.hparams = flatten_hparams(hparams) if hparams is not None else None
+        self.monitor = monitor
+        self.histograms = bool(histograms)
+        self.background = bool(background)
+        self.flush_secs = float(flush_secs)
+        self.writer: Any = None          # tensorboardX.SummaryWriter while open
+        self._worker: _Worker | None = None
+        self._written = 0                # monitor records already written
+        self._tags: dict[str, str] = {}
+        self._session_open = False
+        _import_tensorboardx()           # fail at construction, not after the first epoch
+
+    @property
+    def run_dir(self) -> Path:
+        """The folder the event files go into: ``log_dir / run_name`` (or ``log_dir``)."""
+        return self.log_dir / self.run_name if self.run_name else self.log_dir
+
+    # ------------------------------------------------------------------ writer
+    def open(self, purge_step: int | None = None) -> TensorBoard:
+        """Open the event writer (training does this); ``purge_step`` hides older events at or past it."""
+        if self.writer is None:
+            tbx = _import_tensorboardx()
+            self.run_dir.mkdir(parents=True, exist_ok=True)
+            self.writer = tbx.SummaryWriter(str(self.run_dir), purge_step=purge_step or None, max_queue=1024,
+                                            flush_secs=max(1, math.ceil(self.flush_secs)))
+            self._worker = _Worker(self.background)
+            atexit.register(self._close_at_exit)    # after tensorboardX's own, so it runs before them
+        return self
+
+    def close(self, status: str = "success") -> None:
+        """Write what is queued, end the HParams session (``status`` "success" or "failure"), close the file."""
+        if self.writer is None:
+            return
+        try:
+            if self._session_open:
+                self._submit(self._write_session_end, status)
+            assert self._worker is not None
+            self._worker.close()
+        finally:
+            self.writer.close()
+            self.writer, self._worker = None, None
+            atexit.unregister(self._close_at_exit)
+
+    def _close_at_exit(self) -> None:   # pragma: no cover - runs at interpreter exit
+        try:
+            self.close("failure")
+        except Exception:  # noqa: BLE001 - exiting anyway; tensorboardX closes its file itself
+            pass
+
+    def __enter__(self) -> TensorBoard:
+        return self
+
+    def __exit__(self, exc_type: Any, *exc: Any) -> None:
+        self.close("failure" if exc_type is not None else "success")
+
+    def _submit(self, fn: Callable[..., Any], *args: Any) -> None:
+        assert self._worker is not None
+        self._worker.submit(fn, *args)
+
+    # ------------------------------------------------------------------ callback hooks
+    def on_train_begin(self, trainer: Any) -> None:
+        if self.monitor is None:
+            self.monitor = getattr(trainer, "monitor", None)
+        step = int(getattr(trainer, "global_step", 0))
+        self.open(purge_step=step if step > 0 else None)
+        if self.monitor is not None:
+            self._tags = _layer_tags(self.monitor)
+        if self.hparams is not None and not self._session_open:
+            self._session_open = True
+            self._submit(self._write_session_start, dict(self.hparams), step)
+
+    def on_step_end(self, trainer: Any, step: int, loss: float) -> None:
+        monitor = self.monitor
+        if monitor is None or len(monitor.steps) <= self._written:
+            return
+        records, self._written = monitor.steps[self._written:], len(monitor.steps)
+        for record in records:
+            self._submit(self._write_record, record, float(loss) if record.step == step else None)
+
+    def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
+        step = max(int(trainer.global_step) - 1, 0)
+        scalars = {tag: float(logs[key]) for key, tag in METRICS.items() if key in logs}
+        if "lr" in logs:
+            scalars["lr"] = float(logs["lr"])
+        text = None
+        if self.monitor is not None:
+            text = _findings_markdown(self.monitor.diagnose(), epoch + 1)
+        self._submit(self._write_epoch, scalars, text, step)
+
+    def on_train_end(self, trainer: Any) -> None:
+        self.close("success")
+
+    # ------------------------------------------------------------------ event building (worker thread)
+    def _write_record(self, record: Any, batch_loss: float | None) -> None:
+        from tensorboardX import summary as tbs
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = []
+        if batch_loss is not None and math.isfinite(batch_loss):
+            values += tbs.scalar("loss/batch", batch_loss).value
+        for layer, stats in record.layers.items():
+            label = self._tags.get(layer, layer)
+            for stat, v in stats.items():
+                if stat.endswith(".update_ratio") and math.isfinite(v):
+                    values += tbs.scalar(f"update_ratio/{label}.{stat[:-len('.update_ratio')]}", v).value
+        if self.histograms and record.histograms:
+            for layer, hists in record.histograms.items():
+                label = self._tags.get(layer, layer)
+                for what, h in hists.items():
+                    if h.num == 0:
+                        continue
+                    values += tbs.histogram_raw(f"{WHAT_TAGS.get(what, what)}/{label}", h.min, h.max, h.num, h.sum,
+                                                h.sum_squares, h.edges[1:].tolist(), h.counts.tolist()).value
+        if values:
+            self.writer.file_writer.add_summary(Summary(value=values), global_step=record.step)
+
+    def _write_epoch(self, scalars: dict[str, float], text: str | None, step: int) -> None:
+        for tag, value in scalars.items():
+            self.writer.add_scalar(tag, value, step)
+        if text is not None:
+            self.writer.add_text("diagnosis", text, step)
+
+    def _write_session_start(self, hparams: dict[str, Any], step: int) -> None:
+        from tensorboardX.summary import hparams as hparams_summaries
+
+        experiment, start, _ = hparams_summaries(hparams, {tag: 0.0 for tag in METRICS.values()})
+        for summary in (experiment, start):
+            self.writer.file_writer.add_summary(summary, global_step=step)
+
+    def _write_session_end(self, status: str) -> None:
+        from tensorboardX.proto.api_pb2 import Status
+        from tensorboardX.proto.plugin_hparams_pb2 import HParamsPluginData, SessionEndInfo
+        from tensorboardX.proto.summary_pb2 import Summary, SummaryMetadata
+
+        end = SessionEndInfo(status=Status.Value("STATUS_SUCCESS" if status == "success" else "STATUS_FAILURE"),
+                             end_time_secs=time.time())
+        content = HParamsPluginData(session_end_info=end, version=0).SerializeToString()
+        metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
+        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/session_end_info",
+                                                                         metadata=metadata)]))
+        self._session_open = False
+
+
+def _findings_markdown(findings: list[Any], epoch: int) -> str:
+    """The diagnosis as Markdown (TensorBoard's text dashboard renders it)."""
+    if not findings:
+        return f"epoch {epoch}: no findings (activations, gradients and update ratios in their healthy ranges)"
+    lines = [f"epoch {epoch}: {len(findings)} finding{'s' if len(findings) > 1 else ''}", ""]
+    for f in findings:
+        evidence = ", ".join(f"{k} = {v:.3g}" if isinstance(v, float) else f"{k} = {v}" for k, v in f.evidence.items())
+        lines.append(f"* **{f.kind}** (layer {f.layer}): {f.message}"
+                     + (f". *Suggestion:* {f.suggestion}" if f.suggestion else "")
+                     + (f" ({evidence})" if evidence else ""))
+    return "\n".join(lines)
