@@ -311,3 +311,15 @@ def test_a_sweep_gives_the_same_numbers_on_every_executor(tmp_path, dask_schedul
         runs[name] = [_strip(r) for r in trials.run(plan, tmp_path / name, executor=executor).values()]
     assert len(runs["serial"]) == 8 and all(r["status"] == "ok" for r in runs["serial"])
     assert runs["local"] == runs["serial"] and runs["dask"] == runs["serial"]
+
+
+def test_a_worker_on_another_version_records_the_trial_as_failed():
+    from trainlab.trials.engine import _checked
+
+    spec = trials.make_spec(square, {"x": 1})
+    record = trials.execute(spec)
+    assert _checked(trials.trial_id(spec), spec, record) is record
+    other = {**record, "id": trials.trial_id(spec, version="9.9"), "version": "9.9"}
+    checked = _checked(trials.trial_id(spec), spec, other)
+    assert checked["status"] == "failed" and checked["id"] == trials.trial_id(spec)
+    assert f"the worker runs trainlab 9.9, the driver {__version__}" in checked["error"]

@@ -209,7 +209,6 @@ class LocalExecutor(Executor):
         self._start_failures = 0
         self._log: IO[bytes] | None = None
         self._closing = False
-        self._spawned = 0
 
     @property
     def capacity(self) -> int:
@@ -252,7 +251,6 @@ class LocalExecutor(Executor):
                                 stderr=self._log if self._log is not None else None, env=env,
                                 start_new_session=True)  # Ctrl-C reaches the driver, which stops the workers
         worker = _Worker(index, proc)
-        self._spawned += 1
         threading.Thread(target=self._read, args=(worker,), daemon=True).start()
         return worker
 
