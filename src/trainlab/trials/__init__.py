@@ -26,15 +26,15 @@ Pieces (one module each):
 =============== ==================================================================
 """
 
-from trainlab.trials.engine import Results, TrialsFailed, run
+from trainlab.trials.engine import EngineError, Results, TrialsFailed, run
 from trainlab.trials.executors import DaskExecutor, Executor, LocalExecutor, SerialExecutor, default_workers
 from trainlab.trials.spec import TrialError, make_spec, spec_seed, trial_id
 from trainlab.trials.store import Plan, PlanChanged, ResultStore, StoreError
 from trainlab.trials.worker import Diverged, TrialContext, execute, thread_limits
 
-__all__ = ["run", "Results", "TrialsFailed", "Plan", "PlanChanged", "ResultStore", "StoreError", "Executor",
-           "SerialExecutor", "LocalExecutor", "DaskExecutor", "default_workers", "make_executor", "make_spec",
-           "trial_id", "spec_seed", "TrialError", "Diverged", "TrialContext", "execute", "thread_limits"]
+__all__ = ["run", "Results", "TrialsFailed", "EngineError", "Plan", "PlanChanged", "ResultStore", "StoreError",
+           "Executor", "SerialExecutor", "LocalExecutor", "DaskExecutor", "default_workers", "make_executor",
+           "make_spec", "trial_id", "spec_seed", "TrialError", "Diverged", "TrialContext", "execute", "thread_limits"]
 
 
 def make_executor(*, workers: int | None = None, dask_local: int | None = None, scheduler: str | None = None,

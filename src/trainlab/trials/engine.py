@@ -27,10 +27,14 @@ from trainlab.trials.progress import Progress
 from trainlab.trials.spec import trial_id
 from trainlab.trials.store import Plan, ResultStore
 
-__all__ = ["run", "Results", "TrialsFailed"]
+__all__ = ["run", "Results", "TrialsFailed", "EngineError"]
 
 
-class TrialsFailed(RuntimeError):
+class EngineError(RuntimeError):
+    """A failure at run time of the engine: workers that cannot start, trials a study needed that failed."""
+
+
+class TrialsFailed(EngineError):
     """An analysis needed trials that failed, were killed, or have not run."""
 
 

@@ -233,7 +233,9 @@ class LocalExecutor(Executor):
         deadline = time.monotonic() + timeout
         while not all(w.ready for w in self._pool):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"local workers not ready after {timeout:g} s")
+                from trainlab.trials.engine import EngineError
+
+                raise EngineError(f"local workers not ready after {timeout:g} s")
             out: list[Event] = []
             try:
                 item = self._events.get(timeout=0.1)
@@ -385,7 +387,9 @@ class LocalExecutor(Executor):
             self._start_failures += 1
             if self._start_failures >= self.MAX_START_FAILURES:
                 where = f" (see {self.log_path})" if self.log_path else ""
-                raise RuntimeError(f"local workers exit before they start ({reason}){where}")
+                from trainlab.trials.engine import EngineError
+
+                raise EngineError(f"local workers exit before they start ({reason}){where}")
         self._pool[self._pool.index(worker)] = self._spawn(worker.index)
 
 
@@ -429,7 +433,7 @@ class DaskExecutor(Executor):
         try:
             import distributed  # noqa: F401
         except ImportError:
-            raise RuntimeError("the Dask executor needs the dask extra: pip install 'trainlab[dask]'") from None
+            raise ImportError("the Dask executor needs the dask extra: pip install 'trainlab[dask]'") from None
         self.scheduler, self.local_workers = scheduler, local_workers
         self.threads, self.retries = int(threads), int(retries)
         self.log_root = None if log_root is None else str(log_root)

@@ -220,9 +220,9 @@ class ResultStore:
                 planned = set(plan.ids)
                 keep = sum(1 for tid in self.records if tid in planned)
                 raise PlanChanged(
-                    f"{self.folder} holds the results of a different {old.get('kind', 'plan')}; changed:\n"
-                    + "\n".join(f"  {line}" for line in changes)
-                    + f"\nrerun with --extend to keep the {keep} finished trials that belong to the new plan "
+                    f"{self.folder} holds the results of a different {old.get('kind', 'plan')}, changed: "
+                    + "; ".join(changes)
+                    + f"; rerun with --extend to keep the {keep} finished trials that belong to the new plan "
                       f"and run the other {len(plan.ids) - keep}, or choose another output folder")
         if changes or not path.exists():
             atomic_write_bytes(path, (json.dumps(new, indent=1) + "\n").encode())
