@@ -148,7 +148,8 @@ def test_sweep_command_writes_results_and_resumes(tmp_path, capsys):
     assert len(rows) == 8 and rows[0]["optimizer.lr"] == "0.05" and rows[0]["model.batchnorm"] == "false"
     assert {"status", "val_accuracy", "best_val_accuracy", "test_accuracy", "seconds", "trial_id"} <= set(rows[0])
     html = (out / "sweep.html").read_text()
-    assert html.count('<img src="data:image/png;base64,') == 3  # heatmap + one curve figure per swept key
+    assert html.count('<img src="data:image/png;base64,') == 2  # the heatmap, and the metric against the first key
+    assert '<span class="badge pass">8 of 8 trials recorded</span>' in html
     before = (out / "results.jsonl").read_bytes()
     assert cli.main(["sweep", str(path), "--out", str(out), "--workers", "0"]) == 0
     captured = capsys.readouterr()

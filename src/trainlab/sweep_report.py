@@ -5,8 +5,8 @@ The page holds
 * a header: the sweep's name, trial counts, the metric and the command that reruns it;
 * heatmaps of the metric (mean over seeds) over two swept keys, one panel per value of a
   third key (``[sweep] heatmap`` / ``facet``, or the first three swept keys);
-* for every swept key, the metric against that key, one line per setting of the other keys,
-  with a band of ± one standard deviation over seeds;
+* for every swept key with three or more values, the metric against that key, one line per
+  setting of the other keys, with a band of ± one standard deviation over seeds;
 * tables: the best configurations, mean ± std over seeds per configuration, every trial.
 
 Figures are PNGs written next to the page and embedded in it (``data:`` URIs), so the
@@ -85,7 +85,7 @@ def _heatmap(sweep: Sweep, table: list[dict[str, Any]], keys: list[str], facet: 
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     cmap = "viridis" if sweep.mode == "max" else "viridis_r"
     image = None
-    for ax, f, grid in zip(axes, facets, cells, strict=False):
+    for index, (ax, f, grid) in enumerate(zip(axes, facets, cells, strict=False)):
         image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1e-9,
                           aspect="auto", origin="lower")
         for i in range(len(ys)):
@@ -98,7 +98,8 @@ def _heatmap(sweep: Sweep, table: list[dict[str, Any]], keys: list[str], facet: 
         ax.set_yticks(range(len(ys)))
         ax.set_yticklabels([format_value(y) for y in ys], fontsize=8)
         ax.set_xlabel(kx)
-        ax.set_ylabel(ky)
+        if index % cols == 0:
+            ax.set_ylabel(ky)
         if facet is not None:
             ax.set_title(f"{facet} = {format_value(f)}", fontsize=9)
     for ax in axes[len(facets):]:
@@ -169,7 +170,9 @@ def write_sweep_html(sweep: Sweep, table: list[dict[str, Any]], out: str | Path,
                    + "; n/a: every trial in the cell diverged, failed or was killed")
         path = _heatmap(sweep, table, keys, facet, out / "sweep_heatmap.png")
         figures.append(figure_html(caption, Path(path).name, [out], missing))
-    for key in varied:
+    # a curve per key with three or more values (two-valued keys show as lines or heatmap rows)
+    curve_keys = [k for k in varied if len(unique([row[k] for row in table])) >= 3] or varied[:1]
+    for key in curve_keys:
         path = _curves(sweep, table, key, [k for k in varied if k != key], out / f"sweep_{_file_key(key)}.png")
         figures.append(figure_html(f"{sweep.metric} against {key}", Path(path).name, [out], missing))
 
@@ -190,12 +193,12 @@ def write_sweep_html(sweep: Sweep, table: list[dict[str, Any]], out: str | Path,
     counts: dict[str, int] = {}
     for row in table:
         counts[row["status"]] = counts.get(row["status"], 0) + 1
-    all_ok = counts.get("ok", 0) == len(sweep.trials)
+    complete = len(table) == len(sweep.trials) and not (counts.get("failed") or counts.get("killed"))
     body = [
         "<header>",
         f"<h1>sweep {escape(sweep.name)}</h1>",
         meta_line(),
-        f'<p><span class="badge {"pass" if all_ok else "fail"}">{len(table)} of {len(sweep.trials)} trials '
+        f'<p><span class="badge {"pass" if complete else "fail"}">{len(table)} of {len(sweep.trials)} trials '
         f"recorded</span> " + escape(", ".join(f"{n} {s}" for s, n in counts.items())) + "</p>",
         "</header>",
         f"<p>Metric: <code>{escape(sweep.metric)}</code> ({escape(sweep.mode)}); swept: "
