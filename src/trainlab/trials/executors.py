@@ -444,6 +444,8 @@ class DaskExecutor(Executor):
         self._topic: queue.Queue[dict[str, Any]] = queue.Queue()
         self._env_guard: Any = None
         self.dashboard: str | None = None
+        self.no_workers_timeout = 120.0  #: seconds without any worker before the run stops with an error
+        self._no_workers_since: float | None = None
 
     def describe(self) -> str:
         where = (f"Dask LocalCluster of {self.local_workers} worker process{'es' if self.local_workers != 1 else ''}"
@@ -514,11 +516,25 @@ class DaskExecutor(Executor):
         running or waiting; holding the queue here means a death is charged to the one
         trial that was running, as in :class:`LocalExecutor`.
         """
+        return max(1, self._slots())
+
+    def _slots(self) -> int:
+        """Worker threads in the cluster now; no worker for ``no_workers_timeout`` seconds is an error."""
         try:
             slots = sum(self.client.nthreads().values())
         except Exception:  # pragma: no cover - the scheduler is briefly unreachable
             slots = 0
-        return max(1, slots)
+        now = time.monotonic()
+        if slots:
+            self._no_workers_since = None
+        elif self._no_workers_since is None:
+            self._no_workers_since = now
+        elif now - self._no_workers_since > self.no_workers_timeout:
+            from trainlab.trials.engine import EngineError
+
+            raise EngineError(f"the Dask cluster has had no worker for {self.no_workers_timeout:g} s; "
+                              "the trials recorded so far are kept (start workers, then rerun)")
+        return slots
 
     def submit(self, tid: str, spec: dict[str, Any]) -> None:
         future = self.client.submit(_dask_execute, tid, json.dumps(spec), self.threads, self.log_root,
@@ -531,6 +547,7 @@ class DaskExecutor(Executor):
 
         out: list[Event] = []
         deadline = time.monotonic() + timeout
+        self._slots()  # bounds the wait when every worker is gone
         while True:
             while True:
                 try:
