@@ -768,6 +768,8 @@ def test_save_refuses_what_it_could_not_read_back(tmp_path):
              ({"x": {True: 1}}, TypeError, "key True"),
              ({"x": {(1, 2): 1}}, TypeError, r"key \(1, 2\)"),
              ({"x": object()}, TypeError, "cannot store a object"),
+             ({"x": np.datetime64("2020-01-01")}, TypeError, "cannot store a datetime64 at 'meta/x'"),
+             ({"x": np.complex64(1)}, TypeError, "cannot store a complex at 'meta/x'"),
              ({"x": json.loads(_deep(70))}, ValueError, "nested deeper than 64"),
              ({"x": "y" * (checkpoint.MAX_HEADER_BYTES + 1)}, CheckpointError, "more than the 16777216")]
     for meta, error, message in cases:

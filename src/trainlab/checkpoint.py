@@ -278,8 +278,8 @@ def _split(obj: Any, prefix: str, tensors: dict[str, np.ndarray], depth: int = 0
         return {"__dict__": pairs}
     if isinstance(obj, (list, tuple)):
         return [_split(v, f"{prefix}/{i}", tensors, depth + 1) for i, v in enumerate(obj)]
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, np.generic) and not isinstance(obj, (np.datetime64, np.timedelta64)):
+        obj = obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"checkpoint: cannot store a {type(obj).__name__} at {prefix!r}; "
@@ -343,6 +343,8 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
 
     Raises:
         TypeError: a value that cannot be stored (named by its path in ``meta``).
+        ValueError: values nested deeper than :data:`MAX_DEPTH`.
+        CheckpointError: metadata larger than :data:`MAX_HEADER_BYTES` (nothing is written).
     """
     path = Path(path)
     _atomic_write(path, _encode(model, optimizer, meta))
