@@ -43,7 +43,7 @@ BINS = 32            #: buckets per histogram
 GRID = 48            #: the decision boundary is evaluated on GRID x GRID points
 KEEP_RECORDS = 64    #: monitor records kept per side (the page keeps the history)
 MAX_COLUMNS = 240    #: histogram-over-time columns the page keeps (older ones thinned by 2)
-BOUNDARY_EVERY_S = 0.25  #: the boundary is redrawn at most this often (seconds of a session's time)
+BOUNDARY_EVERY_S = 0.5   #: the boundary is redrawn at most this often (seconds of a session's time)
 
 
 def scaled_init(name: str, scale: float) -> str | Callable[..., np.ndarray]:
