@@ -1,8 +1,9 @@
 """Load check for ``trainlab playground``: 8 concurrent sessions on 2 cores (a check, not a timed test).
 
 Starts ``trainlab playground --port 0`` in a subprocess (the real command, so the server's memory
-is its own), warms it with one session, then opens ``--sessions`` websocket clients, each on a
-different preset, and measures three things:
+is its own), warms it with one short round of ``--sessions`` sessions (imports, caches and worker
+threads in place; the memory baseline is taken after it), then opens ``--sessions`` websocket
+clients, each on a different preset, and measures three things:
 
 1. **play**: every client plays; the gap between consecutive ``update`` messages of a session
    (how stale its page gets) and the steps per second;
@@ -131,11 +132,10 @@ def summary(values: list[float]) -> str:
 
 
 async def check(url: str, pid: int, sessions: int, play_seconds: float, steps: int) -> dict:
-    for preset_id in dict.fromkeys(MIX):     # every preset once, alone: imports and caches are loaded
-        warm = Client(url, preset_id)
-        await warm.open()
-        await warm.step_loop(3)
-        await warm.close()
+    warm = [Client(url, MIX[i % len(MIX)]) for i in range(sessions)]   # one short round first: imports,
+    await asyncio.gather(*(c.open() for c in warm))                     # caches and worker threads in place
+    await asyncio.gather(*(c.play(1.0) for c in warm))
+    await asyncio.gather(*(c.close() for c in warm))
     await asyncio.sleep(2.0)
     baseline = rss_mib(pid)
     clients = [Client(url, MIX[i % len(MIX)]) for i in range(sessions)]
@@ -222,7 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             print("  steps/s while all play:      " + ", ".join(f"{k} {v:.0f}" for k, v in res["rates"].items()))
             share = res["play_cpu"] / res["play_wall"]
             per_update = 1e3 * res["play_cpu"] / res["updates"]
-            print(f"  server CPU while all play:   {share:.2f} of the machine's {os.cpu_count()} cores "
+            print(f"  server CPU while all play:   {share:.2f} cores busy (of {os.cpu_count()}) "
                   f"({res['play_cpu']:.1f} s in {res['play_wall']:.1f} s); {per_update:.0f} ms of CPU per update, "
                   f"so {args.sessions} sessions need {args.sessions * per_update / 2:.0f} ms a round on 2 free cores")
             print(f"  memory (VmRSS): baseline {res['baseline']:.1f} MiB, {args.sessions} sessions open "

@@ -263,28 +263,6 @@ def test_trajectories_over_the_websocket(client):
         assert msg["paths"]["rmsprop"]["reached"] < (msg["paths"]["sgd"]["reached"] or 10**9)
 
 
-def test_fair_turns_serve_waiters_in_arrival_order():
-    import threading
-
-    from trainlab.playground.app import _FairSemaphore
-
-    turns, order = _FairSemaphore(1), []
-    turns.__enter__()
-    workers = []
-    for k in range(4):
-        def work(k=k):
-            with turns:
-                order.append(k)
-        t = threading.Thread(target=work)
-        t.start()
-        assert wait_for(lambda k=k: len(turns._queue) == k + 1, 5.0)   # queued in this order
-        workers.append(t)
-    turns.__exit__()
-    for t in workers:
-        t.join(5.0)
-    assert order == [0, 1, 2, 3]
-
-
 def test_command_line_serves_on_localhost_and_says_where(tmp_path):
     import subprocess
     import sys

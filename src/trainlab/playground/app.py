@@ -19,11 +19,12 @@ polls); ``{"type": "error", "key", "message"}`` refuses a bad configuration or c
 leaves the session as it was; ``{"type": "paused", "reason"}`` says the session stopped by
 itself (a limit, or divergence).
 
-Training runs in worker threads, off the event loop. At most :data:`CORES` sessions step at a
-time (a fair semaphore; each holds it for one chunk of play, at most :data:`CHUNK_SECONDS` and
-shorter when many sessions share the cores), and BLAS is held to one thread while the app runs,
-so eight sessions share two cores by turns instead of thrashing. A session lives as long as its
-websocket: a closed tab frees it, and its memory goes back to the system once its last chunk ends.
+Training runs off the event loop, on :data:`CORES` worker threads fed from one first-come,
+first-served queue: each session queues one chunk of play at a time (at most
+:data:`CHUNK_SECONDS`, shorter when many sessions share the cores), and BLAS is held to one
+thread while the app runs, so eight sessions share two cores by turns instead of thrashing. A
+session lives as long as its websocket: a closed tab frees it, and its memory goes back to the
+system once its last chunk ends.
 """
 
 from __future__ import annotations
@@ -38,10 +39,10 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.responses import FileResponse
@@ -66,16 +67,18 @@ MAX_PENDING_STEPS = 100  #: step requests a session queues at most
 
 
 class SessionRegistry:
-    """The live sessions (one per websocket), bounded in number, with a fair turn to compute."""
+    """The live sessions (one per websocket), bounded in number, and the worker threads they share.
+
+    Work runs on ``cores`` worker threads fed from one first-come, first-served queue, so a
+    session waits for the chunks queued before its own and no more.
+    """
 
     def __init__(self, max_sessions: int, cores: int = CORES) -> None:
-        self.max_sessions = int(max_sessions)
+        self.max_sessions, self.cores = int(max_sessions), int(cores)
         self._lock = threading.Lock()
         self._live: set[int] = set()
         self._next = 0
-        self.cores = int(cores)
-        self.turns = _FairSemaphore(cores)
-        self.limiter = anyio.CapacityLimiter(self.max_sessions + 2)
+        self.executor = ThreadPoolExecutor(max_workers=self.cores, thread_name_prefix="trainlab-playground")
 
     def open(self) -> int | None:
         """A new session id, or None when the server is full."""
@@ -94,29 +97,6 @@ class SessionRegistry:
     def count(self) -> int:
         with self._lock:
             return len(self._live)
-
-
-class _FairSemaphore:
-    """A counting semaphore that serves waiters first come, first served (no barging)."""
-
-    def __init__(self, value: int) -> None:
-        self._cond = threading.Condition()
-        self._free = int(value)
-        self._queue: list[object] = []
-
-    def __enter__(self) -> None:
-        me = object()
-        with self._cond:
-            self._queue.append(me)
-            while self._queue.index(me) >= self._free:    # not yet among the first `free` waiters
-                self._cond.wait()
-            self._queue.remove(me)
-            self._free -= 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._cond:
-            self._free += 1
-            self._cond.notify_all()
 
 
 def _encode(message: dict[str, Any]) -> str:
@@ -165,19 +145,17 @@ class _Connection:
         await self.send({"type": "error", "key": key, "message": message})
 
     async def compute(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` in a worker thread, taking a turn at the cores."""
-        def run() -> Any:
-            try:
-                with self.registry.turns:
-                    return fn(*args)
-            finally:
-                with self.idle:
-                    self.inflight -= 1
-                    self.idle.notify_all()
-
+        """``fn(*args)`` on the shared worker threads, in its turn (first come, first served)."""
         with self.idle:
             self.inflight += 1
-        return await anyio.to_thread.run_sync(run, limiter=self.registry.limiter)
+        future = self.registry.executor.submit(fn, *args)
+        future.add_done_callback(self._finished)      # also when cancelled before it ran (a closed tab)
+        return await asyncio.wrap_future(future)
+
+    def _finished(self, future: Any) -> None:
+        with self.idle:
+            self.inflight -= 1
+            self.idle.notify_all()
 
     def wait_idle(self, seconds: float) -> bool:
         """Block until no computation of this connection is running (at most ``seconds``)."""
@@ -347,6 +325,7 @@ def create_app(*, max_sessions: int | None = None, limits: dict[str, Any] | None
         try:
             yield
         finally:
+            registry.executor.shutdown(wait=True, cancel_futures=True)
             if blas is not None:
                 blas.restore_original_limits()
 
