@@ -104,9 +104,10 @@ def _encode(message: dict[str, Any]) -> str:
     return json.dumps(message, allow_nan=False, separators=(",", ":"))
 
 
-def _advance(session: Session, steps: int | None, budget: float) -> tuple[dict[str, Any], str]:
+def _advance(session: Session, steps: int | None, budget: float | None,
+             boundary: bool | None = None) -> tuple[dict[str, Any], str]:
     """One chunk, and its message encoded in the same worker thread (off the event loop)."""
-    update = session.advance(steps, budget)
+    update = session.advance(steps, budget, boundary) if steps != 0 else session.update(boundary)
     return update, _encode(update)
 
 
@@ -264,13 +265,18 @@ class _Connection:
         if self.pending_steps:
             unit = self.pending_steps.pop(0)
             remaining = 1 if unit == "batch" else session.steps_to_epoch_end()
+            update: dict[str, Any] = {}
             while remaining > 0 and self.session is session:
                 before = session.step
-                update, text = await self.compute(_advance, session, remaining, self.chunk_seconds())
+                update, text = await self.compute(_advance, session, remaining, self.chunk_seconds(),
+                                                  True if unit == "batch" else None)
                 remaining -= session.step - before
                 await self.send(text, session)
                 if update["finished"] or session.step == before:
                     break
+            if session.two_d and "boundary" not in update and self.session is session:   # show where it ended
+                _, text = await self.compute(_advance, session, 0, None, True)
+                await self.send(text, session)
         else:
             _, text = await self.compute(_advance, session, None, self.chunk_seconds())
             await self.send(text, session)
