@@ -133,6 +133,9 @@ BAD_ARGUMENTS = _init_cases() + [
     ("Module.load_state_dict-strict", lambda: nn.BatchNorm1d(2).load_state_dict({}, strict="no"),
      TypeError, "strict"),
     ("Module.summary", lambda: nn.Sequential(nn.ReLU()).summary("34"), TypeError, "input_shape"),
+    ("Sequential-modules", lambda: nn.Sequential(nn.ReLU(), np.zeros(3)), TypeError, "modules"),
+    ("Sequential.append", lambda: nn.Sequential(nn.ReLU()).append("relu"), TypeError, "module"),
+    ("Module-parameter slot", lambda: setattr(nn.Linear(2, 2, rng=gen()), "bias", np.zeros(2)), TypeError, "bias"),
     ("activation.get", lambda: nn.activation.get("gelu"), ValueError, "activation"),
     ("activation.get type", lambda: nn.activation.get(["relu"]), TypeError, "activation"),
 ]
@@ -380,6 +383,15 @@ def test_non_contiguous_and_read_only_inputs(name):
     frozen.flags.writeable = False
     _assert_same(_run(name, frozen), want)
     np.testing.assert_array_equal(frozen, x)           # never written
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_backward_refuses_a_dout_of_another_shape(name):
+    layer = LAYERS[name][0]()
+    y = layer(_sample(LAYERS[name][1]))
+    for bad in ((1,) + y.shape[1:], y.shape + (1,), y.shape[:-1] + (y.shape[-1] + 1,)):
+        with pytest.raises(ValueError, match="dout"):
+            layer.backward(np.zeros(bad))
 
 
 # ----------------------------------------------------------------------------------- empty batches

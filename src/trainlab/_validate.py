@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["argument_error", "real", "integer", "flag", "choice", "shape", "float_dtype", "generator",
-           "count", "real_tuple", "layer_input", "LAYER_DTYPES", "INIT_DTYPES"]
+           "count", "real_tuple", "layer_input", "upstream", "LAYER_DTYPES", "INIT_DTYPES"]
 
 LAYER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INIT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -235,6 +235,20 @@ def layer_input(x: Any, owner: str, name: str = "input") -> np.ndarray:
     if dt is _F32 or dt is _F64:
         return x
     return _promote(x, owner, name)
+
+
+def upstream(dout: Any, shape: tuple[int, ...], owner: str) -> np.ndarray:
+    """``dout`` as an array of the forward output's ``shape`` (a backward's one check: a tuple compare).
+
+    Raises:
+        ValueError: another shape (NumPy would broadcast some of them silently).
+    """
+    if type(dout) is not np.ndarray:
+        dout = np.asarray(dout)
+    if dout.shape != shape:
+        raise argument_error(ValueError, owner, "dout", f"dout must have the shape of the forward output "
+                             f"{tuple(shape)}, got {dout.shape}")
+    return dout
 
 
 def _promote(x: np.ndarray, owner: str, name: str) -> np.ndarray:

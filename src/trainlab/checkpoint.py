@@ -81,7 +81,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: temp files are never judged stale
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["save", "load", "read", "prepare", "Prepared", "save_weights", "torch_state_dict",
+__all__ = ["save", "load", "read", "prepare", "Prepared", "apply_all", "save_weights", "torch_state_dict",
            "atomic_write_bytes", "remove_stale_temp_files", "CheckpointError", "rng_state", "set_rng_state",
            "check_rng_state"]
 
@@ -568,7 +568,7 @@ def _read(path: Path, expect: Callable[[dict[str, tuple]], None] | None = None
             if raw.data_len > _TABLE_FIRST:  # parse first: a table that does not fit the file costs no hashing
                 raw.parse()
             if not raw.digest_matches():
-                raise _error(path, "checksum mismatch: the file is corrupted")
+                raise _error(path, "checksum mismatch: the file is truncated or corrupted")
             raw.parse()
         else:  # format 1, or a damaged format 2 file: this metadata is not authenticated
             raw.parse()
@@ -586,7 +586,7 @@ def _read(path: Path, expect: Callable[[dict[str, tuple]], None] | None = None
         header = _parse_json(raw.trainlab, path, "the trainlab metadata")
     else:
         if not isinstance(header, dict) or _digest_v1(tensors) != header.get("sha256"):
-            raise _error(path, "checksum mismatch: the file is corrupted")
+            raise _error(path, "checksum mismatch: the file is truncated or corrupted")
         warnings.warn(f"checkpoint {path} is in format 1 (trainlab 0.1.0), whose checksum does not cover "
                       f"its metadata; it loads, and any save writes format 2", UserWarning, stacklevel=4)
     if not isinstance(header, dict):

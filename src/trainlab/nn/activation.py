@@ -30,10 +30,11 @@ class Activation(Module):
         super().__init__()
         self._out: np.ndarray | None = None
 
-    def _saved(self) -> np.ndarray:
+    def _saved(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cached array and ``dout`` (checked to have its shape)."""
         if self._out is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._out
+        return self._out, _validate.upstream(dout, self._out.shape, type(self).__name__)
 
 
 _ZEROS: dict[np.dtype, np.ndarray] = {}
@@ -96,7 +97,8 @@ class ReLU(Activation):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return np.multiply(dout, self._saved())
+        mask, dout = self._saved(dout)
+        return np.multiply(dout, mask)
 
 
 class LeakyReLU(Activation):
@@ -119,8 +121,8 @@ class LeakyReLU(Activation):
         return self._out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        self._saved()
-        slope = np.asarray(dout).dtype.type(self.negative_slope)
+        _, dout = self._saved(dout)
+        slope = dout.dtype.type(self.negative_slope)
         return np.where(self._positive, dout, dout * slope)
 
 
@@ -134,7 +136,7 @@ class Tanh(Activation):
         return self._out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        out = self._saved()
+        out, dout = self._saved(dout)
         dx = np.square(out)
         np.subtract(1, dx, out=dx)
         dx *= dout
@@ -155,7 +157,7 @@ class Sigmoid(Activation):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        out = self._saved()
+        out, dout = self._saved(dout)
         dx = np.subtract(1, out)
         dx *= out
         dx *= dout

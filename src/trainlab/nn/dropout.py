@@ -56,4 +56,4 @@ class Dropout(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._mask is None:
             return dout
-        return dout * self._mask
+        return _validate.upstream(dout, self._mask.shape, "Dropout") * self._mask
