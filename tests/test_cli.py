@@ -113,12 +113,15 @@ def test_a_good_csv_trains(tmp_path, capsys):
     assert main(train_args(tmp_path, f"data.name={json.dumps(path)}")) == 0
 
 
-def test_mnist_offline(tmp_path, capsys, monkeypatch):
+@pytest.mark.parametrize("how", ["TRAINLAB_OFFLINE", "unreachable mirror"])
+def test_mnist_offline(tmp_path, capsys, monkeypatch, how):
     cache = tmp_path / "cache"
     cache.mkdir()
     monkeypatch.setenv("TRAINLAB_DATA", str(cache))
-    nowhere = (tmp_path / "no-such-mirror").as_uri() + "/"
+    nowhere = (tmp_path / "no-such-mirror").as_uri() + "/"      # no network either way
     monkeypatch.setitem(download.SOURCES, "mnist", download.SOURCES["mnist"]._replace(mirrors=(nowhere,)))
+    if how == "TRAINLAB_OFFLINE":
+        monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
     line = one_error_line(capsys, train_args(tmp_path, 'data.name="mnist"'), EXIT_FAILURE)
     assert line.startswith("data.name = 'mnist': could not download it (offline?")
     assert f"into {cache / 'mnist'}" in line and "train-images-idx3-ubyte.gz" in line and "TRAINLAB_DATA" in line

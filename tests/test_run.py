@@ -300,7 +300,7 @@ def test_a_run_that_fails_to_start_writes_nothing(tmp_path):
     bad_data = tiny(tmp_path, data={"name": str(csv)})
     with pytest.raises(ValueError, match="label") as info:
         run(bad_data, if_exists="replace", quiet=True)          # even --overwrite: the earlier run stays
-    assert "--set data.label_column=NAME" in " ".join(info.value.__notes__)
+    assert "--set data.label_column=NAME" in " ".join([str(info.value), *getattr(info.value, "__notes__", [])])
     assert files(earlier) == before
     with pytest.raises(ValueError):
         run({**bad_data, "run": {**bad_data["run"], "name": "new"}}, quiet=True)

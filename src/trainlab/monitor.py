@@ -590,11 +590,11 @@ class Monitor:
         cause = self._learning_rate_cause()
         if cause is None:
             return findings + updates
-        lead = [f for f in findings if f.kind == "nonfinite"]
+        first = [f for f in findings if f.kind == "nonfinite"]
         rest = [Finding(f.kind, f.layer, f.message, f.evidence, _FOLLOWS_FROM_LR) if f.kind in _INIT_KINDS else f
                 for f in findings if f.kind != "nonfinite"]
         high = [f for f in updates if f.kind == "update_ratio_high"]
-        return lead + [cause] + high + rest
+        return first + [cause] + high + rest
 
     def _learning_rate_cause(self) -> Finding | None:
         """A "learning rate too high" finding when the update-ratio or loss history points to it."""
@@ -629,20 +629,23 @@ class Monitor:
                        _LR_FIX)
 
     def _uses(self, init_name: str) -> bool:
-        """Whether every weight (``ndim >= 2``) was drawn by ``init_name`` (by its ``Parameter.init`` label)."""
+        """Whether the hidden weights (``ndim >= 2``, all but the output layer's) were drawn by ``init_name``.
+
+        Read from each ``Parameter.init`` label (``"he(fan_in, normal) [auto: relu]"``); the
+        output layer is left out because ``init="auto"`` gives it xavier whatever the activation.
+        """
         try:
             wanted = initializers.get(init_name)
         except ValueError:
             return False
+        weights = [p for layer in self._layers for _, _, p in layer.params if p.data.ndim >= 2]
         used = []
-        for layer in self._layers:
-            for _, _, p in layer.params:
-                if p.data.ndim >= 2:
-                    label = (getattr(p, "init", "") or "").split("(")[0].split(" ")[0]
-                    try:
-                        used.append(bool(label) and initializers.get(label) is wanted)
-                    except (ValueError, TypeError):
-                        used.append(False)
+        for p in weights[:-1] if len(weights) > 1 else weights:
+            label = (getattr(p, "init", "") or "").split("(")[0].split(" ")[0]
+            try:
+                used.append(bool(label) and initializers.get(label) is wanted)
+            except (ValueError, TypeError):
+                used.append(False)
         return bool(used) and all(used)
 
     def _type(self, name: str) -> str:

@@ -175,7 +175,7 @@ class _Snapshot(Callback):
             write_curves(trainer.history, self.folder / "curves.png", title=self.title)
 
 
-class _Session:
+class _Training:
     """A built run, its trainer and callbacks: nothing is written until :meth:`fit`."""
 
     def __init__(self, config: dict[str, Any], folder: Path, built: Built, *, quiet: bool,
@@ -328,12 +328,12 @@ def run(config: dict[str, Any], *, folder: str | Path | None = None, if_exists: 
     warn_about(config)
     built = build(config)
     text = dumps(config).encode()
-    session = _Session(config, target, built, quiet=quiet, log=log)
+    training = _Training(config, target, built, quiet=quiet, log=log)
     if if_exists == "replace" and target.is_dir():
         _clear(target)
     target.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(target / "config.toml", text)
-    return target, session.fit()
+    return target, training.fit()
 
 
 def _run_config(folder: Path) -> dict[str, Any]:
@@ -363,8 +363,8 @@ def resume(folder: str | Path, *, epochs: int | None = None, quiet: bool = False
     new = config
     if epochs is not None:
         new = validate({**config, "train": {**config["train"], "epochs": epochs}})
-    session = _Session(new, folder, build(new), quiet=quiet, log=log)
-    start = session.restore(last)
+    training = _Training(new, folder, build(new), quiet=quiet, log=log)
+    start = training.restore(last)
     total = new["train"]["epochs"]
     if total < start:
         raise RunError(f"{folder}: the run has trained {start} epochs, so --epochs {total} would train none and "
@@ -376,7 +376,7 @@ def resume(folder: str | Path, *, epochs: int | None = None, quiet: bool = False
         atomic_write_bytes(folder / "config.toml", dumps(new).encode())
     if log is not None and not quiet:
         log(f"resuming {folder} at epoch {start} of {total}" + (" (nothing left to train)" if start == total else ""))
-    return folder, session.fit()
+    return folder, training.fit()
 
 
 def evaluate_run(folder: str | Path, *, which: str = "model") -> dict[str, float]:
