@@ -269,7 +269,7 @@ def test_command_line_serves_on_localhost_and_says_where(tmp_path):
 
     import httpx2
 
-    from trainlab.cli import build_parser
+    from trainlab.cli import EXIT_FAILURE, build_parser
 
     args = build_parser().parse_args(["playground"])
     assert (args.host, args.port, args.open) == ("127.0.0.1", 8765, False)
@@ -283,7 +283,7 @@ def test_command_line_serves_on_localhost_and_says_where(tmp_path):
         assert page.status_code == 200 and "playground.js" in page.text
         taken = subprocess.run([sys.executable, "-m", "trainlab.cli", "playground", "--port", match.group(1)],
                                capture_output=True, text=True, timeout=60)
-        assert taken.returncode == 2 and "--port" in taken.stderr and match.group(1) in taken.stderr
+        assert taken.returncode == EXIT_FAILURE and "--port" in taken.stderr and match.group(1) in taken.stderr
     finally:
         proc.terminate()
         proc.wait(timeout=20)
