@@ -693,3 +693,94 @@ def test_sigkill_at_random_moments_never_leaves_a_half_written_checkpoint(tmp_pa
         checkpoint.save(tmp_path / "next.safetensors", model, epoch=2)
         assert _temps(tmp_path) == []
     assert mid_save >= 1, "no kill hit a save in progress (they do about half the time)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loads change nothing unless they succeed; saves refuse what they could not read back
+# ---------------------------------------------------------------------------------------------
+def _model_optimizer_generators(model, opt):
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            "generators": [m.rng.bit_generator.state for m in model.modules() if hasattr(m, "rng")]}
+
+
+@pytest.mark.parametrize("case", ["meta missing", "garbage module-RNG state", "module RNG for a module without one",
+                                  "optimizer lr is a string", "optimizer moment of the wrong shape",
+                                  "reference to a missing tensor", "metadata nested 200,000 deep"])
+def test_checkpoint_load_refusals_change_nothing(tmp_path, case):
+    edits, fragment = CRAFTED[case]
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(cf.edited(_trainer_file(tmp_path), **edits))
+    trainer, _ = cf.small_trainer(seed=5)
+    model, opt = trainer.model, trainer.optimizer
+    before = _model_optimizer_generators(model, opt)
+    with pytest.raises(CheckpointError, match=fragment):
+        checkpoint.load(path, model, opt)
+    cf.assert_same(_model_optimizer_generators(model, opt), before)
+
+
+def test_a_step_that_fails_late_is_rolled_back(tmp_path, monkeypatch):
+    """If the model refuses its state after the optimizer took its own, the optimizer is restored."""
+    path = tmp_path / "good.safetensors"
+    _trainer_file(tmp_path)
+    trainer, _ = cf.small_trainer(seed=5)
+    model, opt = trainer.model, trainer.optimizer
+    before = _model_optimizer_generators(model, opt)
+    prepared = checkpoint.prepare(path, model, opt)
+
+    def refuse(state, strict=True):
+        for value in model.parameters():
+            value.data[...] = 7.0            # half-applied, then a failure
+        raise RuntimeError("disk on fire")
+
+    real = model.load_state_dict
+    monkeypatch.setattr(model, "load_state_dict", lambda state, strict=True: (
+        refuse(state) if state is prepared.model_state else real(state, strict)))
+    with pytest.raises(CheckpointError, match="does not fit: model state: disk on fire"):
+        prepared.apply()
+    cf.assert_same(_model_optimizer_generators(model, opt), before)
+
+
+def test_callback_states_are_checked_before_they_are_set():
+    from trainlab.train import Checkpoint, EarlyStopping
+
+    stop = EarlyStopping(patience=2)
+    stop.load_state_dict({"best": 0.5, "wait": 1})
+    assert (stop.best, stop.wait) == (0.5, 1)
+    for bad, message in [({"best": "x", "wait": 0}, "'best' must be a number"), ({"best": 0.1, "wait": 1.5}, "'wait'"),
+                         ({"best": 0.1, "wait": True}, "'wait'"), ({"best": 0.1, "wait": -1}, "'wait'"),
+                         ({"best": [1]}, "'best'"), ({"wait": 0, "patience": 3}, "unexpected key"), ([], "a dict")]:
+        with pytest.raises(ValueError, match=message):
+            stop.load_state_dict(bad)
+        assert (stop.best, stop.wait) == (0.5, 1)
+    ckpt = Checkpoint("unused", monitor="val_loss")
+    ckpt.load_state_dict({"best": None})
+    assert ckpt.best == float("inf")
+    with pytest.raises(ValueError, match="Checkpoint.load_state_dict: 'best' must be a number"):
+        ckpt.load_state_dict({"best": "0.1"})
+    assert ckpt.best == float("inf")
+
+
+def test_save_refuses_what_it_could_not_read_back(tmp_path):
+    model, opt = make()
+    cases = [({"x": np.zeros(2, dtype=np.complex64)}, TypeError, "complex64 array 'meta/x'"),
+             ({"x": np.array(["a"], dtype=object)}, TypeError, "object array"),
+             ({"x": {1.5: 1}}, TypeError, "key 1.5 at 'meta/x'"),
+             ({"x": {True: 1}}, TypeError, "key True"),
+             ({"x": {(1, 2): 1}}, TypeError, r"key \(1, 2\)"),
+             ({"x": object()}, TypeError, "cannot store a object"),
+             ({"x": np.datetime64("2020-01-01")}, TypeError, "cannot store a datetime64 at 'meta/x'"),
+             ({"x": np.complex64(1)}, TypeError, "cannot store a complex at 'meta/x'"),
+             ({"x": json.loads(_deep(70))}, ValueError, "nested deeper than 64"),
+             ({"x": "y" * (checkpoint.MAX_HEADER_BYTES + 1)}, CheckpointError, "more than the 16777216")]
+    for meta, error, message in cases:
+        with pytest.raises(error, match=message):
+            checkpoint.save(tmp_path / "c.safetensors", model, opt, **meta)
+    assert list(tmp_path.iterdir()) == []                       # nothing written, no temp file left
+
+
+def test_arrays_whose_names_collide_are_kept_apart(tmp_path):
+    model, opt = make()
+    meta = {"a/0": np.arange(2), "a": [np.arange(3)]}           # both would be "meta/a/0"
+    back = checkpoint.load(checkpoint.save(tmp_path / "c.safetensors", model, opt, **meta), model, opt)
+    np.testing.assert_array_equal(back["a/0"], np.arange(2))
+    np.testing.assert_array_equal(back["a"][0], np.arange(3))
