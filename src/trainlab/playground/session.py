@@ -36,7 +36,7 @@ from trainlab import data, init, models, nn, optim
 from trainlab.monitor import Monitor
 from trainlab.playground.config import TEST_FRACTION, VAL_FRACTION, State, optimizer_kwargs
 
-__all__ = ["Session", "Run", "ShownMonitor", "scaled_init", "column_stride", "BINS", "GRID", "KEEP_RECORDS",
+__all__ = ["Session", "Run", "scaled_init", "column_stride", "BINS", "GRID", "KEEP_RECORDS",
            "MAX_COLUMNS"]
 
 BINS = 32            #: buckets per histogram
@@ -93,24 +93,6 @@ def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
 
 
-class ShownMonitor(Monitor):
-    """``Monitor(model, every, histograms=True)`` that computes only the histograms the page draws.
-
-    The page draws the activation and the gradient histograms of the activation layers; the
-    base monitor also histograms every Linear and BatchNorm output and every parameter, three
-    times the work on a deep net. Everything else (statistics, update ratios, ``diagnose()``)
-    is the base monitor's, unchanged.
-    """
-
-    def __init__(self, model: nn.Module, every: int, shown: list[str], *, bins: int = BINS) -> None:
-        self.shown = frozenset(shown)
-        super().__init__(model, every, histograms=True, bins=bins)
-
-    def _histogram(self, layer: str, what: str, x: np.ndarray) -> None:
-        if layer in self.shown and what in ("act", "grad"):
-            super()._histogram(layer, what, x)
-
-
 class Run:
     """One side: a network, its optimizer and its monitor, and what it has not yet reported."""
 
@@ -125,7 +107,10 @@ class Run:
         children = list(self.model.named_children())
         self.act_layers = [n for n, m in children if getattr(m, "is_activation", False)]
         self.linear_layers = [n for n, m in children if isinstance(m, nn.Linear)]
-        self.monitor = ShownMonitor(self.model, self.every, self.act_layers)
+        # only the histograms the page draws (activation layers' outputs and gradients), and only
+        # the latest records (the page keeps the history): a deep net's sampled step stays cheap
+        self.monitor = Monitor(self.model, self.every, histograms=("act", "grad"), histogram_layers=self.act_layers,
+                               bins=BINS, max_records=KEEP_RECORDS)
         self.val = splits.val
         self.diverged_at: int | None = None
         self._finding_keys: set[tuple[str, str]] = set()
@@ -187,8 +172,6 @@ class Run:
         loss, acc = self.evaluate(self.val.x, self.val.y)
         self.p_val.append([step, _finite_or_none(loss), acc])
         self._diagnose(step)
-        if len(self.monitor.steps) > KEEP_RECORDS:      # the page keeps the history; the server needn't
-            del self.monitor.steps[:len(self.monitor.steps) - KEEP_RECORDS]
 
     def _diagnose(self, step: int) -> None:
         found = self.monitor.diagnose()
