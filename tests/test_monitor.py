@@ -482,3 +482,27 @@ def test_an_init_the_weights_already_use_is_not_the_advice():
     model[0].weight.data *= 1e-4                       # vanishing although the weights were drawn by he
     found = findings_of(model)
     assert "the weights already use he" in str(found["vanishing_activations"]), found
+
+
+def test_histograms_of_chosen_kinds_and_layers_and_bounded_records():
+    model = mixed_net()
+    monitor = Monitor(model, every=1, histograms=("act", "grad"), histogram_layers=["2", "4"], max_records=3)
+    train(model, 5, monitor=monitor)
+    assert [r.step for r in monitor.steps] == [2, 3, 4]             # the oldest records were dropped
+    for record in monitor.steps:
+        assert set(record.histograms) == {"2", "4"}
+        assert all(set(h) == {"act", "grad"} for h in record.histograms.values())
+    monitor.end_epoch(0)
+    assert set(monitor.epoch_summary[0]) == set(monitor.layer_names)
+    params_only = Monitor(mixed_net(), every=1, histograms=["params"])
+    train(params_only.model, 1, monitor=params_only)
+    assert set(params_only.steps[0].histograms["0"]) == {"weight", "bias"}
+    assert "4" not in params_only.steps[0].histograms                # Tanh has no parameters
+    with pytest.raises(ValueError, match="unknown kind"):
+        Monitor(model, histograms=("act", "weights"))
+    with pytest.raises(TypeError, match="histograms"):
+        Monitor(model, histograms="act")
+    with pytest.raises(ValueError, match="histogram_layers: unknown layer"):
+        Monitor(model, histograms=True, histogram_layers=["99"])
+    with pytest.raises(ValueError, match="max_records"):
+        Monitor(model, max_records=0)

@@ -47,7 +47,7 @@ from __future__ import annotations
 
 import functools
 import math
-import time
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,13 +59,17 @@ from trainlab.experiments.common import (
     StudyResult,
     Table,
     Verdict,
-    blas_single_thread,
+    digits,
+    given_seeds,
     new_figure,
+    run_study,
     save_figure,
     verdict,
 )
+from trainlab.trials import Diverged, Results, make_spec
 
-__all__ = ["run", "DEFAULT_SEEDS", "QUICK_SEEDS"]
+__all__ = ["run", "trials", "analyse", "choose_seeds", "gradient_flow_trial", "lr_trial", "scale_trial",
+           "regularization_trial", "ioffe_trial", "DEFAULT_SEEDS", "QUICK_SEEDS"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
@@ -154,20 +158,28 @@ def _fmt(v: float) -> str:
 
 
 # ------------------------------------------------------------------------- (a) gradient flow
-def _gradient_flow(splits: Any, seeds: tuple[int, ...], out: Path) -> PartResult:
+def gradient_flow_trial(params: dict, ctx: object) -> dict:
+    """(a) log10 RMS of each hidden layer's weight gradient at init: ``params = {activation, bn, seed}``."""
+    splits = digits()
     x, y = splits.train.x[:256], splits.train.y[:256]
     loss_fn = nn.CrossEntropyLoss()
+    model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation=params["activation"],
+                       batchnorm=params["bn"], rng=np.random.default_rng(params["seed"]))
+    loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]
+    return {"grad_log10_rms": [math.log10(_rms(m.weight.grad)) for m in hidden]}
+
+
+def _flow_spec(activation: str, bn: bool, seed: int) -> dict:
+    return make_spec(gradient_flow_trial, {"activation": activation, "bn": bn, "seed": seed})
+
+
+def _gradient_flow(records: Results, seeds: tuple[int, ...], out: Path) -> PartResult:
     logs: dict[tuple[str, bool], np.ndarray] = {}
     for activation in ("sigmoid", "tanh", "relu"):
         for bn in (False, True):
-            per_seed = []
-            for seed in seeds:
-                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation=activation, batchnorm=bn,
-                                   rng=np.random.default_rng(seed))
-                loss_fn(model(x), y)
-                model.backward(loss_fn.backward())
-                hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]
-                per_seed.append([math.log10(_rms(m.weight.grad)) for m in hidden])
+            per_seed = [records.metrics(_flow_spec(activation, bn, seed))["grad_log10_rms"] for seed in seeds]
             logs[(activation, bn)] = np.mean(per_seed, axis=0)
 
     def attenuation(key: tuple[str, bool]) -> float:
@@ -211,22 +223,29 @@ def _gradient_flow(splits: Any, seeds: tuple[int, ...], out: Path) -> PartResult
 
 
 # ------------------------------------------------------------------------- (b) learning rates
-def _lr_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+def lr_trial(params: dict, ctx: object) -> dict:
+    """(b) 10 x 100 ReLU, plain SGD: ``params = {bn, lr, seed, epochs}`` -> validation accuracy."""
+    splits = digits()
     x, y = splits.train
+    rng = np.random.default_rng(params["seed"])
+    model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation="relu", batchnorm=params["bn"], rng=rng)
+    # the lr is a NumPy float64, as the study has always passed it (np.logspace): under NumPy 2's promotion
+    # rules a float64 scalar makes some float32 updates compute in float64, and the published numbers keep that
+    lr = np.float64(params["lr"])
+    if not _train(model, optim.SGD(model.parameters(), lr=lr), x, y, epochs=params["epochs"], batch=BATCH, rng=rng):
+        raise Diverged(f"non-finite loss at lr {params['lr']:g}", {"val_accuracy": math.nan})
+    return {"val_accuracy": _accuracy(model, *splits.val)}
+
+
+def _lr_spec(bn: bool, lr: float, seed: int, cfg: Config) -> dict:
+    return make_spec(lr_trial, {"bn": bn, "lr": float(lr), "seed": seed, "epochs": cfg.lr_epochs})
+
+
+def _lr_sweep(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
     acc: dict[bool, np.ndarray] = {}
     for bn in (False, True):
-        rows = []
-        for lr in cfg.lrs:
-            per_seed = []
-            for seed in seeds:
-                rng = np.random.default_rng(seed)
-                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation="relu", batchnorm=bn,
-                                   rng=rng)
-                finite = _train(model, optim.SGD(model.parameters(), lr=lr), x, y, epochs=cfg.lr_epochs,
-                                batch=BATCH, rng=rng)
-                per_seed.append(_accuracy(model, *splits.val) if finite else math.nan)
-            rows.append(per_seed)
-        acc[bn] = np.array(rows)          # (lrs, seeds), NaN = diverged
+        acc[bn] = np.array([[records.metrics(_lr_spec(bn, lr, seed, cfg))["val_accuracy"] for seed in seeds]
+                            for lr in cfg.lrs])          # (lrs, seeds), NaN = diverged
 
     def largest(bn: bool) -> float:
         ok = [lr for lr, a in zip(cfg.lrs, acc[bn], strict=True)
@@ -298,27 +317,35 @@ def _scaled_mlp(splits: Any, std: float, *, bn: bool, scope: str, rng: np.random
     return model
 
 
-def _scale_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], scope: str) -> dict[bool, np.ndarray]:
-    """Validation accuracy (scales, seeds) for each arm; a run with a non-finite loss scores 0."""
+def scale_trial(params: dict, ctx: object) -> dict:
+    """(c) the net with N(0, std^2) weights, Adam: ``params = {scope, bn, std, seed, epochs}``.
+
+    A run whose loss goes non-finite scores 0 (and is recorded as diverged).
+    """
+    splits = digits()
     x, y = splits.train
-    acc: dict[bool, np.ndarray] = {}
-    for bn in (False, True):
-        rows = []
-        for std in cfg.scales:
-            per_seed = []
-            for seed in seeds:
-                rng = np.random.default_rng(seed)
-                model = _scaled_mlp(splits, float(std), bn=bn, scope=scope, rng=rng)
-                finite = _train(model, optim.Adam(model.parameters(), lr=SCALE_LR), x, y,
-                                epochs=cfg.scale_epochs, batch=BATCH, rng=rng)
-                per_seed.append(_accuracy(model, *splits.val) if finite else 0.0)
-            rows.append(per_seed)
-        acc[bn] = np.array(rows)
-    return acc
+    rng = np.random.default_rng(params["seed"])
+    model = _scaled_mlp(splits, params["std"], bn=params["bn"], scope=params["scope"], rng=rng)
+    if not _train(model, optim.Adam(model.parameters(), lr=SCALE_LR), x, y, epochs=params["epochs"], batch=BATCH,
+                  rng=rng):
+        raise Diverged(f"non-finite loss at weight std {params['std']:g}", {"val_accuracy": 0.0})
+    return {"val_accuracy": _accuracy(model, *splits.val)}
 
 
-def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
-    acc = {scope: _scale_sweep(splits, cfg, seeds, scope) for scope in SCOPES}
+def _scale_spec(scope: str, bn: bool, std: float, seed: int, cfg: Config) -> dict:
+    return make_spec(scale_trial, {"scope": scope, "bn": bn, "std": float(std), "seed": seed,
+                                   "epochs": cfg.scale_epochs})
+
+
+def _scale_sweep(records: Results, cfg: Config, seeds: tuple[int, ...], scope: str) -> dict[bool, np.ndarray]:
+    """Validation accuracy (scales, seeds) for each arm; a run with a non-finite loss scores 0."""
+    return {bn: np.array([[records.metrics(_scale_spec(scope, bn, std, seed, cfg))["val_accuracy"]
+                           for seed in seeds] for std in cfg.scales])
+            for bn in (False, True)}
+
+
+def _weight_scale(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    acc = {scope: _scale_sweep(records, cfg, seeds, scope) for scope in SCOPES}
     means = {scope: {bn: a[bn].mean(axis=1) for bn in a} for scope, a in acc.items()}
     spread = {scope: {bn: float(m[bn].max() - m[bn].min()) for bn in m} for scope, m in means.items()}
     ratio = {scope: s[True] / s[False] if s[False] > 0 else math.nan for scope, s in spread.items()}
@@ -380,23 +407,43 @@ def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -
 
 
 # ------------------------------------------------------------------------- (d) regularization
-def _regularization(splits: Any, cfg: Config, seeds: tuple[int, ...]) -> PartResult:
+REG_SETTINGS = (("neither", False, 0.0), ("BatchNorm", True, 0.0), ("dropout 0.5", False, 0.5))
+
+
+def regularization_trial(params: dict, ctx: object) -> dict:
+    """(d) 64-256-256-10 on ``samples`` examples: ``params = {seed, bn, dropout, samples, epochs}``.
+
+    The training subset is the first ``samples`` of ``default_rng(seed).permutation``; held
+    out is every other digit (the rest of the training split, the validation and test splits).
+    """
+    splits = digits()
     x, y = splits.train
-    settings = (("neither", False, 0.0), ("BatchNorm", True, 0.0), ("dropout 0.5", False, 0.5))
+    n = params["samples"]
+    order = np.random.default_rng(params["seed"]).permutation(len(y))
+    xs, ys = x[order[:n]], y[order[:n]]
+    x_out = np.concatenate([x[order[n:]], splits.val.x, splits.test.x])
+    y_out = np.concatenate([y[order[n:]], splits.val.y, splits.test.y])
+    rng = np.random.default_rng(params["seed"] + 1)
+    model = models.mlp(x.shape[1], (256, 256), splits.num_classes, activation="relu", batchnorm=params["bn"],
+                       dropout=params["dropout"], rng=rng)
+    _train(model, optim.SGD(model.parameters(), lr=0.1), xs, ys, epochs=params["epochs"], batch=32, rng=rng)
+    return {"train_accuracy": _accuracy(model, xs, ys), "held_out_accuracy": _accuracy(model, x_out, y_out)}
+
+
+def _reg_spec(seed: int, bn: bool, dropout: float, cfg: Config) -> dict:
+    return make_spec(regularization_trial, {"seed": seed, "bn": bn, "dropout": dropout, "samples": cfg.reg_samples,
+                                            "epochs": cfg.reg_epochs})
+
+
+def _regularization(records: Results, cfg: Config, seeds: tuple[int, ...]) -> PartResult:
+    splits = digits()
+    y = splits.train.y
+    settings = REG_SETTINGS
     res: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in settings}
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(y))
-        xs, ys = x[order[: cfg.reg_samples]], y[order[: cfg.reg_samples]]
-        # held out: every digit not trained on (the rest of the training split, val and test)
-        x_out = np.concatenate([x[order[cfg.reg_samples:]], splits.val.x, splits.test.x])
-        y_out = np.concatenate([y[order[cfg.reg_samples:]], splits.val.y, splits.test.y])
         for name, bn, p in settings:
-            rng = np.random.default_rng(seed + 1)
-            model = models.mlp(x.shape[1], (256, 256), splits.num_classes, activation="relu", batchnorm=bn,
-                               dropout=p, rng=rng)
-            _train(model, optim.SGD(model.parameters(), lr=0.1), xs, ys, epochs=cfg.reg_epochs, batch=32,
-                   rng=rng)
-            res[name].append((_accuracy(model, xs, ys), _accuracy(model, x_out, y_out)))
+            m = records.metrics(_reg_spec(seed, bn, p, cfg))
+            res[name].append((m["train_accuracy"], m["held_out_accuracy"]))
     held_out = len(y) - cfg.reg_samples + len(splits.val.y) + len(splits.test.y)
     gaps = {name: np.array([tr - te for tr, te in r]) for name, r in res.items()}
     gap = {name: float(g.mean()) for name, g in gaps.items()}
@@ -439,20 +486,28 @@ def _probe(model: nn.Sequential, target: nn.Module, x: np.ndarray) -> np.ndarray
     return seen["x"]
 
 
-def _ioffe_run(splits: Any, bn: bool, seed: int, cfg: Config) -> dict[str, Any]:
+def ioffe_trial(params: dict, ctx: object) -> dict:
+    """(e) the 3 x 100 sigmoid net: ``params = {bn, seed, steps, every, keep_percentiles}``.
+
+    Returns the checkpoint steps, validation accuracies, the drift and the steps to the
+    target accuracy; the percentile series ``(checkpoints, 3, units)`` only when
+    ``keep_percentiles`` (the figure's seed).
+    """
+    splits = digits()
     x, y = splits.train
-    rng = np.random.default_rng(seed)
-    model = models.mlp(x.shape[1], (100, 100, 100), splits.num_classes, activation="sigmoid", batchnorm=bn,
-                       rng=rng)
+    rng = np.random.default_rng(params["seed"])
+    model = models.mlp(x.shape[1], (100, 100, 100), splits.num_classes, activation="sigmoid",
+                       batchnorm=params["bn"], rng=rng)
     opt = optim.SGD(model.parameters(), lr=0.5)
     last_sigmoid = [m for m in model if isinstance(m, nn.Sigmoid)][-1]
     loss_fn = nn.CrossEntropyLoss()
+    total, every = params["steps"], params["every"]
     steps, pct, accs = [], [], []
     step = 0
     batches = data.Batches(x, y, 60, rng=rng)
-    while step < cfg.ioffe_steps:
+    while step < total:
         for xb, yb in batches:
-            if step % cfg.ioffe_every == 0:
+            if step % every == 0:
                 steps.append(step)
                 pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
                 accs.append(_accuracy(model, *splits.val))
@@ -461,20 +516,28 @@ def _ioffe_run(splits: Any, bn: bool, seed: int, cfg: Config) -> dict[str, Any]:
             opt.step()
             opt.zero_grad()
             step += 1
-            if step >= cfg.ioffe_steps:
+            if step >= total:
                 break
     steps.append(step)
     pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
     accs.append(_accuracy(model, *splits.val))
     pct_arr = np.array(pct)               # (checkpoints, 3, units)
-    settled = pct_arr[steps.index(next(s for s in steps if s >= cfg.ioffe_steps // 10)):]
+    settled = pct_arr[steps.index(next(s for s in steps if s >= total // 10)):]
     drift = float(np.median((settled.max(axis=0) - settled.min(axis=0)).mean(axis=0)))
     hit = next((s for s, a in zip(steps, accs, strict=True) if a >= TARGET_ACCURACY), math.inf)
-    return {"steps": steps, "percentiles": pct_arr, "accuracy": accs, "drift": drift, "to_target": hit}
+    return {"steps": steps, "accuracy": accs, "drift": drift, "to_target": hit,
+            "percentiles": pct_arr if params["keep_percentiles"] else None}
 
 
-def _ioffe(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
-    runs = {bn: [_ioffe_run(splits, bn, s, cfg) for s in seeds] for bn in (False, True)}
+def _ioffe_spec(bn: bool, seed: int, cfg: Config, keep: bool) -> dict:
+    return make_spec(ioffe_trial, {"bn": bn, "seed": seed, "steps": cfg.ioffe_steps, "every": cfg.ioffe_every,
+                                   "keep_percentiles": keep})
+
+
+def _ioffe(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    runs = {bn: [records.metrics(_ioffe_spec(bn, s, cfg, s == seeds[0])) for s in seeds] for bn in (False, True)}
+    for bn in runs:
+        runs[bn][0]["percentiles"] = np.asarray(runs[bn][0]["percentiles"])
     drift = {bn: float(np.mean([r["drift"] for r in runs[bn]])) for bn in runs}
     to_target = {bn: float(np.mean([r["to_target"] for r in runs[bn]])) for bn in runs}
     ratio = drift[False] / drift[True] if drift[True] > 0 else math.inf
@@ -541,43 +604,65 @@ def _steps(v: float) -> str:
     return f"{v:.0f}" if math.isfinite(v) else "not reached"
 
 
-# ------------------------------------------------------------------------- entry point
-def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> StudyResult:
+# ------------------------------------------------------------------------- the study
+NAME = "batchnorm"
+
+
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The given seeds, else ``(0, 1, 2)`` (quick: ``(0,)``)."""
+    return given_seeds(NAME, seeds, DEFAULT_SEEDS, QUICK_SEEDS, quick)
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """Every run of parts (a)-(e), the longest first: (e), (c), (d), (b), (a)."""
+    cfg = QUICK if quick else FULL
+    return ([_ioffe_spec(bn, s, cfg, s == seeds[0]) for bn in (False, True) for s in seeds]
+            + [_scale_spec(scope, bn, std, s, cfg) for scope in SCOPES for bn in (False, True) for std in cfg.scales
+               for s in seeds]
+            + [_reg_spec(s, bn, p, cfg) for s in seeds for _, bn, p in REG_SETTINGS]
+            + [_lr_spec(bn, lr, s, cfg) for bn in (False, True) for lr in cfg.lrs for s in seeds]
+            + [_flow_spec(a, bn, s) for a in ("sigmoid", "tanh", "relu") for bn in (False, True) for s in seeds])
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: Any) -> StudyResult:
     """Run the ``batchnorm`` study; figures go into ``out``.
 
     Args:
         quick: the CI size (coarser grids, fewer epochs and steps, seed 0).
-        out: folder for the figures.
+        out: folder for the figures (the trial records go to ``out/trials/batchnorm``).
         seeds: seeds of every run (default ``(0, 1, 2)``, quick ``(0,)``).
+        engine: executor options of :func:`~trainlab.experiments.common.run_study`.
     """
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, tables and figures of parts (a)-(e) from the trials' records."""
     cfg = QUICK if quick else FULL
-    seeds = tuple(seeds) if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    splits = data.load("digits")
     verdicts: list[Verdict] = []
     tables: list[Table] = []
     figures: dict[str, str] = {}
     numbers: dict[str, Any] = {"seeds": list(seeds), "quick": quick}
-    timings: dict[str, float] = {}
     parts = {
-        "a": lambda: _gradient_flow(splits, seeds, out),
-        "b": lambda: _lr_sweep(splits, cfg, seeds, out),
-        "c": lambda: _weight_scale(splits, cfg, seeds, out),
-        "d": lambda: _regularization(splits, cfg, seeds),
-        "e": lambda: _ioffe(splits, cfg, seeds, out),
+        "a": lambda: _gradient_flow(records, seeds, out),
+        "b": lambda: _lr_sweep(records, cfg, seeds, out),
+        "c": lambda: _weight_scale(records, cfg, seeds, out),
+        "d": lambda: _regularization(records, cfg, seeds),
+        "e": lambda: _ioffe(records, cfg, seeds, out),
     }
-    with blas_single_thread():
-        for key, part in parts.items():
-            t = time.perf_counter()
-            part_verdicts, table, part_figures, part_numbers = part()
-            verdicts.extend(part_verdicts)
-            tables.append(table)
-            figures.update(part_figures)
-            numbers.update(part_numbers)
-            timings[key] = round(time.perf_counter() - t, 2)
-    numbers["seconds_per_part"] = timings
+    for part in parts.values():
+        part_verdicts, table, part_figures, part_numbers = part()
+        verdicts.extend(part_verdicts)
+        tables.append(table)
+        figures.update(part_figures)
+        numbers.update(part_numbers)
+    part_of = {"ioffe_trial": "e", "scale_trial": "c", "regularization_trial": "d", "lr_trial": "b",
+               "gradient_flow_trial": "a"}
+    seconds = dict.fromkeys(parts, 0.0)
+    for record in records.values():
+        seconds[part_of[record["spec"]["trial"].rsplit(":", 1)[1]]] += record["seconds"] or 0.0
+    numbers["seconds_per_part"] = {key: round(v, 2) for key, v in seconds.items()}
     summary = (
         "BatchNorm1d after every hidden Linear and before its activation (the seed's placement), against "
         "the same net without it, on the 8×8 digits (1257 train / 180 val / 360 test). (a) At "
@@ -608,5 +693,4 @@ def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> Stud
         figures=figures,
         tables=tables,
         numbers=numbers,
-        seconds=time.perf_counter() - start,
     )

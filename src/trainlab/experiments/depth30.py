@@ -27,16 +27,19 @@ References:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
 from trainlab import data, models, nn
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
-from trainlab.experiments.init_train import TrainRun, TrainSetting, study_command, train_mlp
+from trainlab.experiments.common import StudyResult, Table, Verdict, digits, run_study, save_figure, study_seeds
+from trainlab.experiments.init_train import TrainRun, TrainSetting, study_command, train_spec
+from trainlab.trials import Results, make_spec
 
-__all__ = ["run", "initial_statistics", "DEFAULT_SEEDS", "SETTING"]
+__all__ = ["run", "trials", "analyse", "choose_seeds", "statistics_trial", "initial_statistics", "DEFAULT_SEEDS",
+           "SETTING"]
 
 NAME = "depth-30"
 DEFAULT_SEEDS = (0, 1, 2)
@@ -132,16 +135,37 @@ def _figure(
     return save_figure(fig, path, dpi=80)
 
 
-def run(
-    *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] = DEFAULT_SEEDS
-) -> StudyResult:
-    """Run the study; ``quick`` trains with the first seed only (same setting)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = study_seeds("depth-30", seeds, quick)
-    splits = data.load("digits")
-    results = {i: [train_mlp(i, "relu", s, SETTING, splits) for s in seeds] for i in INITS}
-    stats = {i: initial_statistics(i, seeds[0], SETTING, splits) for i in INITS}
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The study's seeds (:data:`DEFAULT_SEEDS` unless given); ``quick`` keeps the first."""
+    return study_seeds(NAME, DEFAULT_SEEDS if seeds is None else seeds, quick)
+
+
+def statistics_trial(params: dict, ctx: object) -> dict:
+    """:func:`initial_statistics` of one net: ``params = {init, seed, setting}``."""
+    return initial_statistics(params["init"], params["seed"], TrainSetting(**params["setting"]), digits())
+
+
+def _stats_spec(init_name: str, seed: int) -> dict:
+    return make_spec(statistics_trial, {"init": init_name, "seed": seed, "setting": asdict(SETTING)})
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """A training run per init x seed (longest first), then each init's statistics at initialization."""
+    return ([train_spec(i, "relu", s, SETTING) for i in INITS for s in seeds]
+            + [_stats_spec(i, seeds[0]) for i in INITS])
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: object) -> StudyResult:
+    """Run the study (``engine``: :func:`~trainlab.experiments.common.run_study`'s executor options);
+    ``quick`` trains with the first seed only (same setting)."""
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, the figure and the tables from the trials' records."""
+    results = {i: [TrainRun(**records.metrics(train_spec(i, "relu", s, SETTING))) for s in seeds] for i in INITS}
+    stats = {i: records.metrics(_stats_spec(i, seeds[0])) for i in INITS}
 
     xavier_acc = [r.test_accuracy for r in results["xavier"]]
     he_acc = [r.test_accuracy for r in results["he"]]

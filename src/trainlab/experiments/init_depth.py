@@ -33,19 +33,26 @@ References:
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
 from trainlab import nn
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
+from trainlab.experiments.common import StudyResult, Table, Verdict, run_study, save_figure, study_seeds
 from trainlab.experiments.init_train import study_command
 from trainlab.nn.activation import get as get_activation
+from trainlab.trials import Results, make_spec
 
 __all__ = [
     "run",
+    "trials",
+    "analyse",
+    "choose_seeds",
+    "statistics_trial",
     "layer_statistics",
+    "layer_histograms",
     "LayerStatistics",
     "DEFAULT_SEEDS",
     "INITS",
@@ -337,7 +344,29 @@ def _std_figure(stats: dict[tuple[str, str], list[LayerStatistics]], path: Path)
     return save_figure(fig, path, dpi=80)
 
 
-def _histogram_figure(stats: dict[tuple[str, str], list[LayerStatistics]], path: Path, seed: int) -> str:
+def layer_histograms(stats: LayerStatistics, activation: str) -> tuple[list[float], list[list[int]]]:
+    """Bin edges and per-layer counts of the activation histograms (CS231n's figure).
+
+    tanh: 40 bins on [-1, 1]; ReLU: the nonzero values on 40 bins from 0 to the 99th
+    percentile of layer 1's positive values (one range per net shows the shrinking or the
+    growth). Values outside the range are piled into the end bins.
+    """
+    if activation == "tanh":
+        bins = np.linspace(-1, 1, 41)
+    else:
+        positive = stats.samples[0][stats.samples[0] > 0]
+        top = float(np.quantile(positive, 0.99)) if positive.size else 1.0
+        bins = np.linspace(0, top, 41)
+    counts = []
+    for values in stats.samples:
+        values = values if activation == "tanh" else values[values != 0]
+        counts.append(np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)[0].tolist())
+    return bins.tolist(), counts
+
+
+def _histogram_figure(stats: dict[tuple[str, str], list[LayerStatistics]],
+                      hists: dict[tuple[str, str], tuple[list[float], list[list[int]]]], path: Path,
+                      seed: int) -> str:
     from matplotlib.figure import Figure
 
     rows = [(i, a) for a in ACTIVATIONS for i in INITS]
@@ -345,17 +374,10 @@ def _histogram_figure(stats: dict[tuple[str, str], list[LayerStatistics]], path:
     axes = fig.subplots(len(rows), DEPTH)
     for r, (init_name, act) in enumerate(rows):
         s = stats[init_name, act][0]
-        if act == "tanh":
-            bins = np.linspace(-1, 1, 41)
-        else:  # ReLU: a common range per row (from layer 1) shows the shrinking or the growth
-            positive = s.samples[0][s.samples[0] > 0]
-            top = float(np.quantile(positive, 0.99)) if positive.size else 1.0
-            bins = np.linspace(0, top, 41)
+        bins, counts = np.asarray(hists[init_name, act][0]), hists[init_name, act][1]
         for c in range(DEPTH):
             ax = axes[r, c]
-            values = s.samples[c] if act == "tanh" else s.samples[c][s.samples[c] != 0]
-            counts, _ = np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)
-            ax.stairs(counts, bins, fill=True, color=_COLORS[init_name])
+            ax.stairs(counts[c], bins, fill=True, color=_COLORS[init_name])
             ax.set_yticks([])
             ax.tick_params(labelsize=6, length=2)
             ax.set_xticks([bins[0], bins[-1]])
@@ -379,27 +401,56 @@ def _histogram_figure(stats: dict[tuple[str, str], list[LayerStatistics]], path:
 
 
 # ---------------------------------------------------------------------- the study
-def run(
-    *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] = DEFAULT_SEEDS
-) -> StudyResult:
-    """Run the study; ``quick`` uses the first seed and 500 instead of 1000 input examples."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = study_seeds("init-depth", seeds, quick)
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The study's seeds (:data:`DEFAULT_SEEDS` unless given); ``quick`` keeps the first."""
+    return study_seeds(NAME, DEFAULT_SEEDS if seeds is None else seeds, quick)
+
+
+def statistics_trial(params: dict, ctx: object) -> dict:
+    """One net's statistics: ``params = {init, activation, rng: [seed, init_index, activation_index], samples}``."""
+    s = layer_statistics(params["init"], params["activation"], n=params["samples"],
+                         rng=np.random.default_rng(params["rng"]))
+    bins, counts = layer_histograms(s, params["activation"])
+    return {"forward_std": s.forward_std, "backward_std": s.backward_std, "saturated": s.saturated,
+            "zeros": s.zeros, "hist_bins": bins, "hist_counts": counts}
+
+
+def _spec(init_index: int, act_index: int, seed: int, n: int) -> dict:
+    return make_spec(statistics_trial, {"init": INITS[init_index], "activation": ACTIVATIONS[act_index],
+                                        "rng": [seed, init_index, act_index], "samples": n})
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """One trial per init x activation x seed (generator ``[seed, init_index, activation_index]``)."""
+    n = QUICK_SAMPLES if quick else SAMPLES
+    return [_spec(i, a, seed, n) for i in range(len(INITS)) for a in range(len(ACTIVATIONS)) for seed in seeds]
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: object) -> StudyResult:
+    """Run the study (``engine``: :func:`~trainlab.experiments.common.run_study`'s executor options);
+    ``quick`` uses the first seed and 500 instead of 1000 input examples."""
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(results: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, figures and tables from the trials' records."""
     n = QUICK_SAMPLES if quick else SAMPLES
     stats: dict[tuple[str, str], list[LayerStatistics]] = {}
+    hists: dict[tuple[str, str], tuple[list[float], list[list[int]]]] = {}
     for init_index, init_name in enumerate(INITS):
         for act_index, act in enumerate(ACTIVATIONS):
+            runs = [results.metrics(_spec(init_index, act_index, seed, n)) for seed in seeds]
             stats[init_name, act] = [
-                layer_statistics(
-                    init_name, act, n=n, rng=np.random.default_rng([seed, init_index, act_index])
-                )
-                for seed in seeds
+                LayerStatistics(*(np.asarray(m[k]) for k in ("forward_std", "backward_std", "saturated", "zeros")),
+                                samples=[])
+                for m in runs
             ]
+            hists[init_name, act] = (runs[0]["hist_bins"], runs[0]["hist_counts"])
 
     verdicts = _judge(stats, seeds)
     std_png = _std_figure(stats, out / "init_depth_std.png")
-    hist_png = _histogram_figure(stats, out / "init_depth_hist.png", seeds[0])
+    hist_png = _histogram_figure(stats, hists, out / "init_depth_hist.png", seeds[0])
     figures = {
         "Per-layer standard deviation of the activations (top) and of the backward gradient dL/da_l "
         "(bottom), tanh (left) and ReLU (right), log scale": Path(std_png).name,

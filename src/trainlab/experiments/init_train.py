@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
@@ -37,11 +38,17 @@ from typing import NamedTuple
 import numpy as np
 
 from trainlab import data, models, nn, optim
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
+from trainlab.experiments.common import StudyResult, Table, Verdict, digits, run_study, save_figure, study_seeds
 from trainlab.train import Trainer
+from trainlab.trials import Results, make_spec
 
 __all__ = [
     "run",
+    "trials",
+    "analyse",
+    "choose_seeds",
+    "train_trial",
+    "train_spec",
     "TrainSetting",
     "TrainRun",
     "train_mlp",
@@ -223,17 +230,43 @@ def _curves_figure(results: dict[tuple[str, str], list[TrainRun]], setting: Trai
     return save_figure(fig, path, dpi=80)
 
 
-def run(
-    *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] = DEFAULT_SEEDS
-) -> StudyResult:
-    """Run the study; ``quick`` trains with the first seed only (same setting)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = study_seeds("init-train", seeds, quick)
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The study's seeds (:data:`DEFAULT_SEEDS` unless given); ``quick`` keeps the first."""
+    return study_seeds(NAME, DEFAULT_SEEDS if seeds is None else seeds, quick)
+
+
+def train_trial(params: dict, ctx: object) -> dict:
+    """One :func:`train_mlp` run: ``params = {init, activation, seed, setting}`` (a :class:`TrainSetting` dict)."""
+    run = train_mlp(params["init"], params["activation"], params["seed"], TrainSetting(**params["setting"]),
+                    digits())
+    return run._asdict()
+
+
+def train_spec(init_name: str, activation: str, seed: int, setting: TrainSetting) -> dict:
+    """The trial spec of one :func:`train_mlp` run (shared with ``depth-30``)."""
+    return make_spec(train_trial, {"init": init_name, "activation": activation, "seed": seed,
+                                   "setting": asdict(setting)})
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """One training run per init x activation x seed."""
+    return [train_spec(i, a, s, SETTING) for a in ACTIVATIONS for i in INITS for s in seeds]
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: object) -> StudyResult:
+    """Run the study (``engine``: :func:`~trainlab.experiments.common.run_study`'s executor options);
+    ``quick`` trains with the first seed only (same setting)."""
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, the curves figure and the table from the trials' records."""
     setting = SETTING
-    splits = data.load("digits")
+    splits = digits()
     results = {
-        (i, a): [train_mlp(i, a, s, setting, splits) for s in seeds] for a in ACTIVATIONS for i in INITS
+        (i, a): [TrainRun(**records.metrics(train_spec(i, a, s, setting))) for s in seeds]
+        for a in ACTIVATIONS for i in INITS
     }
 
     untrained = [

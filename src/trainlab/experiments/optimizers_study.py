@@ -31,8 +31,8 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -45,13 +45,17 @@ from trainlab.experiments.common import (
     StudyResult,
     Table,
     Verdict,
-    blas_single_thread,
+    digits,
+    given_seeds,
     new_figure,
+    run_study,
     save_figure,
     verdict,
 )
+from trainlab.trials import Diverged, Results, make_spec
 
-__all__ = ["run", "OPTIMIZERS", "ADAPTIVE", "DEFAULT_SEEDS", "QUICK_SEEDS", "MLP_LRS"]
+__all__ = ["run", "trials", "analyse", "choose_seeds", "surface_trial", "mlp_trial", "OPTIMIZERS", "ADAPTIVE",
+           "DEFAULT_SEEDS", "QUICK_SEEDS", "MLP_LRS"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
@@ -121,9 +125,51 @@ def _fmt_steps(steps: float | None) -> str:
 
 
 # ------------------------------------------------------------------------- surfaces
-def _sweep(surface: S.Surface, lrs: tuple[float, ...], steps: int,
-           stop: Any) -> dict[str, list[S.Trajectory]]:
-    return {name: [S.trajectory(surface, name, lr, steps, stop=stop) for lr in lrs] for name in OPTIMIZERS}
+#: per surface: the stopping rule of the sweep, the lr of the figures' panel, and the longest display run
+_STOPS = {"valley": lambda w: S.VALLEY.f(w) < VALLEY_TARGET, "saddle": lambda w: S.SADDLE.f(w) <= SADDLE_ESCAPE,
+          "rosenbrock": None}
+_DISPLAY_LR = {"saddle": SADDLE_DISPLAY_LR, "valley": VALLEY_DISPLAY_LR}
+_HORIZON_FACTOR = {"saddle": 1.1, "valley": 1.05}
+
+
+def surface_trial(params: dict, ctx: object) -> dict:
+    """One optimizer on one surface at every lr: ``params = {surface, optimizer, lrs, steps}``.
+
+    Returns per lr where the run stopped, whether it diverged and its last point; and the
+    points of the run the figures draw: on the saddle and the valley the run at the lr
+    nearest the panel's lr, for the longest horizon the figures can ask for (they draw a
+    prefix of it), on Rosenbrock the run at this optimizer's best lr.
+    """
+    surface, name, lrs, steps = S.SURFACES[params["surface"]], params["optimizer"], params["lrs"], params["steps"]
+    runs = [S.trajectory(surface, name, lr, steps, stop=_STOPS[surface.name]) for lr in lrs]
+    if surface.name == "rosenbrock":
+        display = runs[_best_rosenbrock(runs)].points
+    else:
+        lr = lrs[_nearest(tuple(lrs), _DISPLAY_LR[surface.name])]
+        display = S.trajectory(surface, name, lr, int(_HORIZON_FACTOR[surface.name] * steps)).points
+    return {"stopped_at": [r.stopped_at for r in runs], "diverged": [r.diverged for r in runs],
+            "final_point": [r.points[-1] for r in runs], "display_points": display}
+
+
+def _surface_spec(surface: str, name: str, cfg: Config) -> dict:
+    steps = {"valley": cfg.valley_steps, "saddle": cfg.saddle_steps, "rosenbrock": cfg.rosenbrock_steps}[surface]
+    return make_spec(surface_trial, {"surface": surface, "optimizer": name, "lrs": [float(v) for v in cfg.surface_lrs],
+                                     "steps": steps})
+
+
+def _sweep(records: Results, surface: str, cfg: Config) -> dict[str, list[S.Trajectory]]:
+    """Each optimizer's runs over the lr grid (each Trajectory holds only its last point)."""
+    out = {}
+    for name in OPTIMIZERS:
+        m = records.metrics(_surface_spec(surface, name, cfg))
+        out[name] = [S.Trajectory(np.asarray([p]), stop, div)
+                     for p, stop, div in zip(m["final_point"], m["stopped_at"], m["diverged"], strict=True)]
+    return out
+
+
+def _display(records: Results, surface: str, cfg: Config) -> dict[str, S.Trajectory]:
+    return {name: S.Trajectory(np.asarray(records.metrics(_surface_spec(surface, name, cfg))["display_points"]),
+                               None, False) for name in OPTIMIZERS}
 
 
 def _best_by_steps(runs: list[S.Trajectory]) -> tuple[int | None, float | None]:
@@ -336,11 +382,11 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
         raise
 
 
-def _surface_study(cfg: Config, out: Path) -> PartResult:
+def _surface_study(records: Results, cfg: Config, out: Path) -> PartResult:
     lrs = cfg.surface_lrs
-    valley = _sweep(S.VALLEY, lrs, cfg.valley_steps, lambda w: S.VALLEY.f(w) < VALLEY_TARGET)
-    saddle = _sweep(S.SADDLE, lrs, cfg.saddle_steps, lambda w: S.SADDLE.f(w) <= SADDLE_ESCAPE)
-    rosen = _sweep(S.ROSENBROCK, lrs, cfg.rosenbrock_steps, None)
+    valley = _sweep(records, "valley", cfg)
+    saddle = _sweep(records, "saddle", cfg)
+    rosen = _sweep(records, "rosenbrock", cfg)
 
     best_valley = {n: _best_by_steps(valley[n]) for n in OPTIMIZERS}
     best_saddle = {n: _best_by_steps(saddle[n]) for n in OPTIMIZERS}
@@ -399,12 +445,12 @@ def _surface_study(cfg: Config, out: Path) -> PartResult:
     horizon = {"saddle": int(1.1 * (sgd_escape or cfg.saddle_steps)),
                "valley": int(1.05 * (gd_converge or cfg.valley_steps)),
                "rosenbrock": cfg.rosenbrock_steps}
+    # the trials ran the display runs for the longest horizon; the figures draw the first horizon + 1 points
+    shown = {sname: _display(records, sname, cfg) for sname in ("saddle", "valley", "rosenbrock")}
     display = {
-        "saddle": {n: (S.trajectory(S.SADDLE, n, saddle_lr, horizon["saddle"]), saddle_lr)
-                   for n in OPTIMIZERS},
-        "valley": {n: (S.trajectory(S.VALLEY, n, valley_lr, horizon["valley"]), valley_lr)
-                   for n in OPTIMIZERS},
-        "rosenbrock": {n: (rosen[n][best_rosen[n]], lrs[best_rosen[n]]) for n in OPTIMIZERS},
+        "saddle": {n: (shown["saddle"][n], saddle_lr) for n in OPTIMIZERS},
+        "valley": {n: (shown["valley"][n], valley_lr) for n in OPTIMIZERS},
+        "rosenbrock": {n: (shown["rosenbrock"][n], lrs[best_rosen[n]]) for n in OPTIMIZERS},
     }
     figures = _trajectory_figures(display, horizon, out, cfg.gif_frames)
 
@@ -482,10 +528,21 @@ def _train_mlp(name: str, lr: float, seed: int, epochs: int, splits: Any) -> dic
             "final_loss": float(curve[-1]), "val_accuracy": val_acc if not diverged else math.nan}
 
 
-def _mlp_study(cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
-    splits = data.load("digits")
+def mlp_trial(params: dict, ctx: object) -> dict:
+    """:func:`_train_mlp` as a trial: ``params = {optimizer, lr, seed, epochs}`` (diverged: non-finite loss)."""
+    result = _train_mlp(params["optimizer"], params["lr"], params["seed"], params["epochs"], digits())
+    if math.isnan(result["val_accuracy"]):
+        raise Diverged(f"{params['optimizer']} at lr {params['lr']:g}: non-finite loss", result)
+    return result
+
+
+def _mlp_spec(name: str, lr: float, seed: int, cfg: Config) -> dict:
+    return make_spec(mlp_trial, {"optimizer": name, "lr": lr, "seed": seed, "epochs": cfg.mlp_epochs})
+
+
+def _mlp_study(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
     results: dict[str, dict[float, list[dict[str, Any]]]] = {
-        n: {lr: [_train_mlp(n, lr, s, cfg.mlp_epochs, splits) for s in seeds] for lr in MLP_LRS[n]}
+        n: {lr: [records.metrics(_mlp_spec(n, lr, s, cfg)) for s in seeds] for lr in MLP_LRS[n]}
         for n in OPTIMIZERS}
 
     def mean_steps(runs: list[dict[str, Any]]) -> float:
@@ -560,24 +617,41 @@ def _mlp_study(cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
     return verdicts, tables, figures, numbers
 
 
-# ------------------------------------------------------------------------- entry point
-def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> StudyResult:
+# ------------------------------------------------------------------------- the study
+NAME = "optimizers"
+
+
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The given seeds, else ``(0, 1, 2)`` (quick: ``(0,)``); they seed the MLP runs only."""
+    return given_seeds(NAME, seeds, DEFAULT_SEEDS, QUICK_SEEDS, quick)
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """Each optimizer on each surface (all lrs in one trial), then every MLP run."""
+    cfg = QUICK if quick else FULL
+    return ([_surface_spec(surface, n, cfg) for surface in ("valley", "rosenbrock", "saddle") for n in OPTIMIZERS]
+            + [_mlp_spec(n, lr, s, cfg) for n in OPTIMIZERS for lr in MLP_LRS[n] for s in seeds])
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: Any) -> StudyResult:
     """Run the ``optimizers`` study; figures go into ``out``.
 
     Args:
         quick: the CI size (coarser lr grid on the surfaces, 5 MLP epochs, seed 0).
-        out: folder for the figures.
+        out: folder for the figures (the trial records go to ``out/trials/optimizers``).
         seeds: seeds of the MLP runs (default ``(0, 1, 2)``, quick ``(0,)``); the surfaces are
             deterministic.
+        engine: executor options of :func:`~trainlab.experiments.common.run_study`.
     """
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, tables, figures and the GIF from the trials' records."""
     cfg = QUICK if quick else FULL
-    seeds = tuple(seeds) if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with blas_single_thread():
-        v1, t1, f1, n1 = _surface_study(cfg, out)
-        v2, t2, f2, n2 = _mlp_study(cfg, seeds, out)
+    v1, t1, f1, n1 = _surface_study(records, cfg, out)
+    v2, t2, f2, n2 = _mlp_study(records, cfg, seeds, out)
     summary = (
         "The seed's six update rules (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adam; PyTorch's defaults "
         "apart from the learning rate) and the seed-exact Adam (no bias correction, ε inside the square "
@@ -601,5 +675,4 @@ def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> Stud
         figures={**f1, **f2},
         tables=t1 + t2,
         numbers={**n1, **n2, "seeds": list(seeds), "quick": quick},
-        seconds=time.perf_counter() - start,
     )
