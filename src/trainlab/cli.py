@@ -123,12 +123,13 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _executor(args: argparse.Namespace, log_path: Path | None = None):
+def _executor(args: argparse.Namespace, log_path: Path | None = None, log_root: Path | None = None):
     """The executor that --workers / --dask-local / --scheduler (and --threads, --retries) name."""
     from trainlab.trials import make_executor
 
     return make_executor(workers=args.workers, dask_local=args.dask_local, scheduler=args.scheduler,
-                         threads=getattr(args, "threads", 1), retries=args.retries, log_path=log_path)
+                         threads=getattr(args, "threads", 1), retries=args.retries, log_path=log_path,
+                         log_root=log_root)
 
 
 def _rerun_command() -> str:
@@ -170,7 +171,11 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if args.dry_run:
         print(sw.dry_run(sweep, folder))
         return 0
-    executor = _executor(args, folder / "workers.log")
+    if sweep.tensorboard:
+        from trainlab.tensorboard import _import_tensorboardx
+
+        _import_tensorboardx()    # without the extra: the ImportError that says how to install it, before any trial
+    executor = _executor(args, folder / "workers.log", log_root=folder / "tb" if sweep.tensorboard else None)
     try:
         results = trials.run(sweep.plan(), folder, executor=executor, extend=args.extend, progress=not args.quiet,
                              labels=[t.label() for t in sweep.trials])
@@ -181,6 +186,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     html_path = write_sweep_html(sweep, table, folder, command=_rerun_command())
     print(sw.summary(sweep, table))
     print(f"results: {folder / 'results.jsonl'}, {csv_path}, {html_path}")
+    if sweep.tensorboard:
+        print(f"tensorboard --logdir {folder / 'tb'}")
     bad = sum(r["status"] in ("failed", "killed") for r in table)
     return EXIT_FAILURE if bad else 0
 

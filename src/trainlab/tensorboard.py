@@ -227,7 +227,7 @@ class TensorBoard(Callback):
         self.flush_secs = float(flush_secs)
         self.writer: Any = None          # tensorboardX.SummaryWriter while open
         self._worker: _Worker | None = None
-        self._written = 0                # monitor records already written
+        self._last: Any = None           # the last monitor record written
         self._tags: dict[str, str] = {}
         self._session_open = False
         _import_tensorboardx()           # fail at construction, not after the first epoch
@@ -300,11 +300,18 @@ class TensorBoard(Callback):
 
     def on_step_end(self, trainer: Any, step: int, loss: float) -> None:
         monitor = self.monitor
-        if monitor is None or len(monitor.steps) <= self._written:
+        if monitor is None or not monitor.steps or monitor.steps[-1] is self._last:
             return
-        records, self._written = monitor.steps[self._written:], len(monitor.steps)
-        for record in records:
+        for record in self._new_records(monitor.steps):
             self._submit(self._write_record, record, float(loss) if record.step == step else None)
+        self._last = monitor.steps[-1]
+
+    def _new_records(self, steps: list[Any]) -> list[Any]:
+        """The records after the last one written (the monitor only appends, and may drop the oldest)."""
+        for i in range(len(steps) - 1, -1, -1):
+            if steps[i] is self._last:
+                return steps[i + 1:]
+        return list(steps)      # the last one written was dropped (max_records): every record kept is newer
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
         step = max(int(trainer.global_step) - 1, 0)

@@ -6,8 +6,9 @@
 generators: split from ``run.seed``, weights from ``[seed, 1]``, batch order from
 ``[seed, 2]``), so a trial's numbers equal those of ``trainlab train`` with that config.
 Nothing is written (no checkpoints, no run folder) unless the trial is given a log folder
-(``ctx.log_dir``): then each epoch's metrics are appended to ``metrics.jsonl`` there, the
-place where event files for a dashboard would go too.
+(``ctx.log_dir``): then each epoch's metrics are appended to ``metrics.jsonl`` there, and the
+:class:`~trainlab.tensorboard.TensorBoard` callback writes its event files there (the
+monitor then records histograms too).
 
 Each epoch's logs (train/val loss and accuracy, lr, seconds) are reported as they come
 (``ctx.report``). A loss that goes non-finite (the NaN guard) makes the trial ``diverged``.
@@ -53,7 +54,13 @@ def train(params: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
     callbacks: list[Callback] = [Report()]
     if t["early_stopping"]:
         callbacks.append(EarlyStopping("val_loss", patience=t["early_stopping"]))
-    monitor = Monitor(model, every=t["monitor_every"]) if t["monitor_every"] else None
+    board = None
+    if ctx.log_dir is not None:
+        from trainlab.tensorboard import TensorBoard
+
+        board = TensorBoard(ctx.log_dir, hparams=config)
+        callbacks.append(board)
+    monitor = Monitor(model, every=t["monitor_every"], histograms=board is not None) if t["monitor_every"] else None
     trainer = Trainer(model, optimizer, nn.CrossEntropyLoss(), schedule=schedule, callbacks=callbacks,
                       monitor=monitor, progress=False, log=None)
     try:
@@ -62,6 +69,9 @@ def train(params: dict[str, Any], ctx: TrialContext) -> dict[str, Any]:
     except TrainingDiverged as exc:
         raise Diverged(str(exc).splitlines()[0], {"epochs_run": len(trainer.history.epoch),
                                                   "diverged_at_step": trainer.global_step}) from None
+    finally:   # a no-op after a normal end; after a divergence it flushes what was logged
+        if board is not None:
+            board.close("failure")
     test = trainer.evaluate(splits.test)
     return {"test_loss": test["loss"], "test_accuracy": test["accuracy"],
             "epochs_run": len(trainer.history.epoch), "stopped_early": trainer.history.stopped_early,

@@ -26,9 +26,12 @@ weight stream and batch order (a paired comparison), and the seed is fixed in th
 before anything runs, never by the worker or the scheduling order.
 
 Each trial is :func:`trainlab.trials.config_trial.train` (a ``trainlab train`` run without
-a run folder). The output folder holds ``plan.json``, ``results.jsonl`` (every record, as it
-finished), ``results.csv`` (one row per trial: the swept keys, repeat and seed, status,
-final and best metrics, seconds, trial id) and ``sweep.html``; the terminal gets the best
+a run folder). With ``tensorboard = true`` in ``[train]``, every trial writes TensorBoard event
+files into ``<out>/tb/<trial id>`` (``tensorboard --logdir <out>/tb`` compares them, the HParams
+view by their configs); logging is not part of a trial's spec, so its id is the same either way.
+The output folder holds ``plan.json``, ``results.jsonl`` (every record, as it finished),
+``results.csv`` (one row per trial: the swept keys, repeat and seed, status, final and best
+metrics, seconds, trial id) and ``sweep.html``; the terminal gets the best
 configurations and the mean ± std over seeds of every group.
 """
 
@@ -103,6 +106,7 @@ class Sweep:
     facet: str | None = None
     source: str = ""
     derive_seeds: bool = False                 #: repeats = N: run.seed from the sweep's seed and the repeat
+    tensorboard: bool = False                  #: [train] tensorboard = true: event files in <out>/tb/<trial id>
     trials: list[SweepTrial] = field(default_factory=list)
     duplicates: int = 0
 
@@ -185,6 +189,11 @@ def parse_sweep(raw: dict[str, Any], *, default_name: str = "sweep", source: str
             raise SweepError(f"{key}: unknown table{_suggest(key, [*DEFAULTS, 'sweep', 'grid', 'random'])}; "
                              f"valid: sweep, grid, random, {', '.join(DEFAULTS)}")
     base = validate(raw)
+    if "train.tensorboard" in grid or "train.tensorboard" in random:
+        raise SweepError("train.tensorboard: logging is not a search dimension; set tensorboard = true in "
+                         "[train] to log every trial")
+    tensorboard = base["train"]["tensorboard"]   # how the sweep logs, not what a trial computes:
+    base["train"]["tensorboard"] = False         # it stays out of the plan and of the trial ids
 
     name = settings.get("name", default_name)
     if not isinstance(name, str) or not name or "/" in name:
@@ -221,7 +230,7 @@ def parse_sweep(raw: dict[str, Any], *, default_name: str = "sweep", source: str
         raise SweepError(f"sweep.mode: expected 'max', 'min' or 'auto', got {mode!r}")
     sweep = Sweep(name=name, base=base, grid=grid, random=random, samples=samples, seed=seed,
                   seeds=list(seeds) if seeds is not None else None, repeats=repeats, metric=metric, mode=mode,
-                  source=source, derive_seeds=settings.get("repeats") is not None)
+                  source=source, derive_seeds=settings.get("repeats") is not None, tensorboard=tensorboard)
     sweep.heatmap, sweep.facet = _check_heatmap(sweep, settings.get("heatmap"), settings.get("facet"))
     _expand_trials(sweep, raw)
     return sweep
@@ -256,9 +265,7 @@ def _expand_trials(sweep: Sweep, raw: dict[str, Any]) -> None:
                 full = validate(config)
             except ConfigError as exc:
                 raise SweepError(f"{where}: {exc}") from None
-            if full["train"].get("tensorboard"):
-                raise SweepError(f"{where}: train.tensorboard: a sweep does not write TensorBoard event files "
-                                 "(yet); every trial's per-epoch metrics are in results.jsonl")
+            full["train"]["tensorboard"] = False     # see parse_sweep: Sweep.tensorboard
             spec = make_spec(config_trial.TRIAL, {"config": full, "repeat": repeat})
             trial = SweepTrial(dict(assignment), repeat, full["run"]["seed"], spec)
             if trial.id in seen:
