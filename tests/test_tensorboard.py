@@ -249,6 +249,16 @@ def test_run_folder_tb_and_resume_continues_without_a_fold(tmp_path):
     assert hist_steps == sorted(set(hist_steps)) and hist_steps[0] == 0 and hist_steps[-1] <= ends[-1]
 
 
+def test_a_second_writer_in_the_same_second_keeps_the_first_file(tmp_path):
+    for step in (0, 1):
+        board = TensorBoard(tmp_path, background=False).open(purge_step=step or None)
+        board.writer.add_scalar("x", float(step), step)
+        board.close()
+    files = sorted(tmp_path.glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    assert [e.step for e in _reader(tmp_path).Scalars("x")] == [0, 1]
+
+
 def test_cli_flag_and_config_key(tmp_path, capsys):
     assert main(["train", "--tensorboard", "--set", f'run.out="{tmp_path}"', "--set", 'run.name="c"',
                  "--set", "train.epochs=1", "--set", "model.hidden=[8]", "--quiet"]) == 0

@@ -243,8 +243,12 @@ class TensorBoard(Callback):
         if self.writer is None:
             tbx = _import_tensorboardx()
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            # the file name holds the second it was opened in: a suffix in nanoseconds keeps a resume
+            # within the same second from overwriting the first file, and sorts after it (TensorBoard
+            # reads a folder's files in name order, so the purge applies to the earlier one)
             self.writer = tbx.SummaryWriter(str(self.run_dir), purge_step=purge_step or None, max_queue=1024,
-                                            flush_secs=max(1, math.ceil(self.flush_secs)))
+                                            flush_secs=max(1, math.ceil(self.flush_secs)),
+                                            filename_suffix=f".{time.time_ns()}")
             self._worker = _Worker(self.background)
             atexit.register(self._close_at_exit)    # after tensorboardX's own, so it runs before them
         return self
