@@ -234,3 +234,21 @@ def test_summary_ranks_groups_and_counts_diverged():
     text = sw.summary(sweep, table)
     assert "1. optimizer.lr=1 " in text and "0.95" in text and "1 diverged" in text
     assert "2. optimizer.lr=0.1  0.85 ± 0.07071" in text
+
+
+def test_sweep_figures_read_well(tmp_path):
+    """sweep.html's heatmap (faceted) and curves: axes named, fonts large enough, a loss over decades on a log axis."""
+    from figure_check import assert_figures_read_well, checked_figures
+    from trainlab.sweep_report import write_sweep_html
+
+    sweep = sw.parse_sweep({"sweep": {"seeds": [0, 1], "metric": "val_loss", "mode": "min"},
+                            "grid": {"optimizer.lr": [1e-3, 1e-2, 0.1, 1.0], "model.batchnorm": [False, True],
+                                     "optimizer.name": ["sgd", "adam"]}, "train": {"epochs": 1}})
+    table = [{**t.assignment, "repeat": t.repeat, "seed": t.seed, "status": "ok",
+              "val_loss": 2.3 * t.assignment["optimizer.lr"] * (1.5 if t.assignment["model.batchnorm"] else 1.0)
+              * (1 + 0.1 * t.repeat), "epochs": 1, "seconds": 0.1, "trial_id": f"t{i}", "error": ""}
+             for i, t in enumerate(sweep.trials)]
+    with checked_figures() as figures:
+        write_sweep_html(sweep, table, tmp_path)
+    assert set(figures) == {"sweep_heatmap.png", "sweep_optimizer_lr.png"}
+    assert_figures_read_well(figures)

@@ -10,7 +10,9 @@ The page holds
 * tables: the best configurations, mean ± std over seeds per configuration, every trial.
 
 Figures are PNGs written next to the page and embedded in it (``data:`` URIs), so the
-file opens anywhere with no network.
+file opens anywhere with no network. They are drawn in the shared style of
+:mod:`trainlab.plotting` (its fonts, palette and markers; a metric that spans decades on a
+log axis), so a sweep's figures read like the studies' and the run folders'.
 """
 
 from __future__ import annotations
@@ -21,8 +23,9 @@ from typing import Any
 
 import numpy as np
 
+from trainlab import plotting
 from trainlab.checkpoint import atomic_write_bytes
-from trainlab.experiments.common import Table, new_figure, save_figure
+from trainlab.experiments.common import Table
 from trainlab.report import escape, figure_html, meta_line, page, table_html
 from trainlab.trials.grid import unique
 from trainlab.trials.sweep import Sweep, format_value, group_stats, metric_value, ranked
@@ -61,17 +64,27 @@ def _mean(values: list[float]) -> float:
     return float(np.mean(finite)) if finite else math.nan
 
 
+#: the narrowest heatmap cell (inches) that still holds its value written out
+_MIN_CELL_FOR_TEXT = 0.45
+
+
+@plotting.styled
 def _heatmap(sweep: Sweep, table: list[dict[str, Any]], keys: list[str], facet: str | None, path: Path) -> str:
+    from matplotlib.colors import LogNorm, Normalize
+
     kx, ky = keys
     xs = unique([r[kx] for r in table])
     ys = unique([r[ky] for r in table])
     facets = unique([r[facet] for r in table])[:MAX_PANELS] if facet else [None]
-    cols = min(len(facets), 3 if len(xs) <= 6 else 1)
+    bar = 1.4                                     # inches for the colour bar and its label
+    width = min(max(3.6, 0.62 * len(xs) + 1.4), plotting.MAX_WIDTH - bar)
+    height = max(2.6, 0.5 * len(ys) + 1.8)
+    cols = max(1, min(len(facets), 3, int((plotting.MAX_WIDTH - bar) // width)))
     rows_n = math.ceil(len(facets) / cols)
-    width, height = max(3.6, 0.62 * len(xs) + 1.4), max(2.4, 0.5 * len(ys) + 1.6)
-    fig = new_figure(figsize=(width * cols + 1.2, height * rows_n + 0.4))
+    fig, axes = plotting.figure(rows_n, cols, figsize=(width * cols + bar, height * rows_n), squeeze=False,
+                                layout="constrained")
+    axes = axes.ravel()
     digits = "{:.3g}" if len(xs) <= 8 else "{:.2f}"
-    axes = np.atleast_1d(fig.subplots(rows_n, cols, squeeze=False)).ravel()
     cells = []
     for f in facets:
         grid = np.full((len(ys), len(xs)), math.nan)
@@ -84,35 +97,40 @@ def _heatmap(sweep: Sweep, table: list[dict[str, Any]], keys: list[str], facet: 
     finite = np.concatenate([g[np.isfinite(g)] for g in cells]) if cells else np.array([])
     lo, hi = (float(finite.min()), float(finite.max())) if finite.size else (0.0, 1.0)
     cmap = "viridis" if sweep.mode == "max" else "viridis_r"
+    # a metric spanning two decades or more (a loss) gets a logarithmic colour scale
+    norm = LogNorm(lo, hi) if lo > 0 and hi / lo >= 100 else Normalize(lo, hi if hi > lo else lo + 1e-9)
+    write_values = (width - 1.4) / max(len(xs), 1) >= _MIN_CELL_FOR_TEXT
     image = None
-    for index, (ax, f, grid) in enumerate(zip(axes, facets, cells, strict=False)):
-        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, vmin=lo, vmax=hi if hi > lo else lo + 1e-9,
-                          aspect="auto", origin="lower")
-        for i in range(len(ys)):
+    for ax, f, grid in zip(axes, facets, cells, strict=False):
+        image = ax.imshow(np.ma.masked_invalid(grid), cmap=cmap, norm=norm, aspect="auto", origin="lower")
+        ax.grid(False)
+        for i in range(len(ys)) if write_values else ():
             for j in range(len(xs)):
                 v = grid[i, j]
-                ax.text(j, i, digits.format(v) if math.isfinite(v) else "n/a", ha="center", va="center", fontsize=7,
-                        color="white" if math.isfinite(v) and (v - lo) < 0.5 * (hi - lo) else "black")
+                # viridis is dark at its low end (the high end of viridis_r)
+                dark = math.isfinite(v) and (norm(v) < 0.5) == (sweep.mode == "max")
+                ax.text(j, i, digits.format(v) if math.isfinite(v) else "n/a", ha="center", va="center",
+                        fontsize=plotting.MIN_FONT_SIZE, color="white" if dark else "black")
         ax.set_xticks(range(len(xs)))
-        ax.set_xticklabels([format_value(x) for x in xs], rotation=45 if len(xs) > 4 else 0, fontsize=8)
+        ax.set_xticklabels([format_value(x) for x in xs], rotation=45 if len(xs) > 4 else 0)
         ax.set_yticks(range(len(ys)))
-        ax.set_yticklabels([format_value(y) for y in ys], fontsize=8)
+        ax.set_yticklabels([format_value(y) for y in ys])
         ax.set_xlabel(kx)
-        if index % cols == 0:
-            ax.set_ylabel(ky)
+        ax.set_ylabel(ky)
         if facet is not None:
-            ax.set_title(f"{facet} = {format_value(f)}", fontsize=9)
+            ax.set_title(f"{facet} = {format_value(f)}")
     for ax in axes[len(facets):]:
         ax.set_visible(False)
     if image is not None:
         fig.colorbar(image, ax=list(axes[: len(facets)]), shrink=0.85, label=f"{sweep.metric} (mean over seeds)")
-    return save_figure(fig, path, dpi=90)
+    return str(plotting.save_png(fig, path))
 
 
 def _same(a: Any, b: Any) -> bool:
     return type(a) is type(b) and a == b
 
 
+@plotting.styled
 def _curves(sweep: Sweep, table: list[dict[str, Any]], key: str, others: list[str], path: Path) -> str:
     xs = unique([r[key] for r in table])
     # lines: settings of the other keys (the first keys' settings, at most MAX_LINES lines)
@@ -123,10 +141,12 @@ def _curves(sweep: Sweep, table: list[dict[str, Any]], key: str, others: list[st
             break
         line_keys.append(k)
     lines = unique([tuple(r[c] for c in line_keys) for r in table])
-    fig = new_figure(figsize=(6.4, 3.8))
-    ax = fig.subplots()
+    fig, ax = plotting.figure(figsize=(8.5, 5.2), layout="constrained")
     positions = _axis(ax, xs, "x")
-    for setting in lines:
+    markers = list(dict.fromkeys(plotting.MARKERS.values()))
+    styles = ("-", "--", "-.", ":")
+    drawn = []
+    for n, setting in enumerate(lines):
         mean, std = [], []
         for x in xs:
             vals = [metric_value(sweep, r) for r in table
@@ -135,20 +155,24 @@ def _curves(sweep: Sweep, table: list[dict[str, Any]], key: str, others: list[st
             mean.append(float(np.mean(finite)) if finite else math.nan)
             std.append(float(np.std(finite, ddof=1)) if len(finite) > 1 else 0.0)
         mean_a, std_a = np.array(mean), np.array(std)
-        label = ", ".join(f"{c}={format_value(v)}" for c, v in zip(line_keys, setting, strict=True)) or sweep.metric
-        (line,) = ax.plot(positions, mean_a, "o-", ms=4, label=label)
+        label = ", ".join(f"{c} = {format_value(v)}" for c, v in zip(line_keys, setting, strict=True)) or sweep.metric
+        (line,) = ax.plot(positions, mean_a, color=plotting.PALETTE[n % len(plotting.PALETTE)],
+                          ls=styles[(n // len(plotting.PALETTE)) % len(styles)], marker=markers[n % len(markers)],
+                          ms=6, label=label)
+        drawn.append(mean_a)
         if sweep.repeats > 1:
-            ax.fill_between(positions, mean_a - std_a, mean_a + std_a, color=line.get_color(), alpha=0.2, lw=0)
+            ax.fill_between(positions, mean_a - std_a, mean_a + std_a, color=line.get_color(),
+                            alpha=0.2 if len(lines) <= 3 else 0.1, lw=0)
+    plotting.log_scale_if_wide(ax, np.concatenate(drawn) if drawn else [], decades=2.0)
     ax.set_xlabel(key)
-    ax.set_ylabel(sweep.metric)
+    ax.set_ylabel(sweep.metric + (" (log scale)" if ax.get_yscale() == "log" else ""))
     averaged = [k for k in others if k not in line_keys]
     note = f"; averaged over {', '.join(averaged)}" if averaged else ""
-    ax.set_title(f"{sweep.metric} against {key} (mean ± std over {sweep.repeats} seeds{note})", fontsize=9)
-    ax.grid(True, alpha=0.3)
+    ax.set_title(f"{sweep.metric} against {key}\n(mean ± std over {sweep.repeats} seeds{note})")
     if len(lines) > 1 or line_keys:
-        ax.legend(fontsize=7)
-    fig.tight_layout()
-    return save_figure(fig, path, dpi=90)
+        widest = max(len(line.get_label()) for line in ax.lines)
+        plotting.figure_legend(fig, ax.lines, ncols=1 if widest > 48 else min(len(lines), 2 if widest > 24 else 4))
+    return str(plotting.save_png(fig, path))
 
 
 def _file_key(key: str) -> str:

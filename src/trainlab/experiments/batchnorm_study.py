@@ -54,16 +54,14 @@ from typing import Any
 
 import numpy as np
 
-from trainlab import data, init, models, nn, optim
+from trainlab import data, init, models, nn, optim, plotting
 from trainlab.experiments.common import (
     StudyResult,
     Table,
     Verdict,
     digits,
     given_seeds,
-    new_figure,
     run_study,
-    save_figure,
     verdict,
 )
 from trainlab.trials import Diverged, Results, make_spec
@@ -86,7 +84,6 @@ SCALE_LR = 1e-3               #: (c) Adam's learning rate (PyTorch's default), b
 DRIFT_RATIO_MIN = 2.0         #: (e) drift without BN >= this x drift with BN
 TARGET_ACCURACY = 0.9         #: (e) BN reaches this validation accuracy in fewer steps
 
-BN_COLOR, PLAIN_COLOR = "#d62728", "#1f77b4"
 
 #: what each part returns: its verdicts, a table, {caption: figure file name}, raw numbers
 PartResult = tuple[list[Verdict], Table, dict[str, str], dict[str, Any]]
@@ -114,8 +111,9 @@ QUICK = Config(lrs=tuple(np.logspace(-2, 1, 7)), lr_epochs=5, scales=tuple(np.lo
 
 
 
-def _color(bn: bool) -> str:
-    return BN_COLOR if bn else PLAIN_COLOR
+def _series(bn: bool, **overrides: Any) -> dict[str, Any]:
+    """How the arm with (``bn``) or without BatchNorm is drawn in every figure (the shared style)."""
+    return plotting.series("bn" if bn else "no_bn", **overrides)
 
 
 def _rms(a: np.ndarray) -> float:
@@ -204,22 +202,24 @@ def _gradient_flow(records: Results, seeds: tuple[int, ...], out: Path) -> PartR
                    + [f"{attenuation((a, bn)):.2f}"]
                    for a in ("sigmoid", "tanh", "relu") for bn in (False, True)])
 
-    fig = new_figure(figsize=(11, 3.3))
-    axes = fig.subplots(1, 3, sharey=True)
+    path = _gradient_figure(logs, out / "batchnorm_gradient_flow.png")
+    numbers = {"grad_log10_rms": {f"{a}{'_bn' if bn else ''}": logs[(a, bn)] for a, bn in logs}}
+    return [v], table, {"(a) Per-layer weight-gradient size at initialization": path.name}, numbers
+
+
+@plotting.styled
+def _gradient_figure(logs: dict[tuple[str, bool], list[float]], path: Path) -> Path:
+    fig, axes = plotting.figure(1, 3, figsize=(plotting.MAX_WIDTH, 3.9), sharey=True, layout="constrained")
     layers = np.arange(1, len(DEEP) + 1)
     for ax, activation in zip(axes, ("sigmoid", "tanh", "relu"), strict=True):
         for bn in (False, True):
-            ax.plot(layers, logs[(activation, bn)], "o-", ms=3, color=_color(bn), label=_label(bn))
-        ax.set_title(activation, fontsize=10)
+            ax.semilogy(layers, 10.0 ** np.asarray(logs[(activation, bn)]), **_series(bn), label=_label(bn))
+        ax.set_title(activation)
         ax.set_xlabel("hidden layer")
         ax.set_xticks(layers)
-    axes[0].set_ylabel("log10 RMS of dL/dW")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "batchnorm_gradient_flow.png"
-    save_figure(fig, path, dpi=90)
-    numbers = {"grad_log10_rms": {f"{a}{'_bn' if bn else ''}": logs[(a, bn)] for a, bn in logs}}
-    return [v], table, {"(a) Per-layer weight-gradient size at initialization": path.name}, numbers
+    axes[0].set_ylabel("RMS of dL/dW (log scale)")
+    plotting.figure_legend(fig, axes[0].lines)
+    return plotting.save_png(fig, path)
 
 
 # ------------------------------------------------------------------------- (b) learning rates
@@ -272,28 +272,31 @@ def _lr_sweep(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) 
                   f"(mean over seeds {list(seeds)})", ["lr", "no BatchNorm", "BatchNorm"],
                   [[_fmt(lr), cell(acc[False][i]), cell(acc[True][i])] for i, lr in enumerate(cfg.lrs)])
 
-    fig = new_figure(figsize=(5.5, 3.5))
-    ax = fig.subplots()
-    for bn in (False, True):
-        mean = np.array([np.mean(np.nan_to_num(a, nan=0.0)) for a in acc[bn]])
-        ax.plot(cfg.lrs, mean, "o-", ms=4, color=_color(bn), label=_label(bn))
-        largest_lr = largest(bn)
-        if largest_lr > 0:
-            ax.axvline(largest_lr, color=_color(bn), ls=":", lw=1)
-    ax.axhline(TRAINS_ACCURACY, color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (SGD)")
-    ax.set_ylabel("validation accuracy (diverged = 0)")
-    ax.set_title("(b) 10 × 100 ReLU: learning-rate range", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "batchnorm_lr_sweep.png"
-    save_figure(fig, path, dpi=90)
+    path = _lr_figure(cfg.lrs, acc, {bn: largest(bn) for bn in (False, True)}, out / "batchnorm_lr_sweep.png")
     numbers = {"lr_sweep": {"lrs": list(cfg.lrs), "val_accuracy_plain": acc[False],
                             "val_accuracy_bn": acc[True],
                             "largest_lr_plain": lr_plain, "largest_lr_bn": lr_bn}}
     caption = "(b) Validation accuracy against learning rate; dotted: the largest lr that trains"
     return [v], table, {caption: path.name}, numbers
+
+
+@plotting.styled
+def _lr_figure(lrs: tuple[float, ...], acc: dict[bool, list[Any]], largest: dict[bool, float], path: Path) -> Path:
+    fig, ax = plotting.figure(figsize=(7.0, 4.2), layout="constrained")
+    curves, limits = [], []
+    for bn in (False, True):
+        mean = np.array([np.mean(np.nan_to_num(a, nan=0.0)) for a in acc[bn]])
+        curves += ax.plot(lrs, mean, **_series(bn, ms=5), label=_label(bn))
+        if largest[bn] > 0:
+            limits.append(ax.axvline(largest[bn], color=plotting.color("bn" if bn else "no_bn"), ls=":", lw=1.4,
+                                     label=f"largest lr that trains, {_label(bn)}: {_fmt(largest[bn])}"))
+    curves.append(ax.axhline(TRAINS_ACCURACY, color=plotting.color("reference"), lw=1, ls="--",
+                             label=f"trains: accuracy ≥ {TRAINS_ACCURACY:g}"))
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (SGD)", ylabel="validation accuracy (diverged = 0)", ylim=(0, 1.02),
+           title="(b) 10 × 100 ReLU: learning-rate range")
+    plotting.figure_legend(fig, curves + limits, ncols=2)
+    return plotting.save_png(fig, path)
 
 
 # ------------------------------------------------------------------------- (c) weight scale
@@ -375,24 +378,7 @@ def _weight_scale(records: Results, cfg: Config, seeds: tuple[int, ...], out: Pa
                   + [["spread ratio BN / no BN"]
                      + [x for scope in SCOPES for x in ("", f"{ratio[scope]:.3f}")]])
 
-    fig = new_figure(figsize=(10, 3.5))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, scope in zip(axes, SCOPES, strict=True):
-        for bn in (False, True):
-            ax.plot(cfg.scales, means[scope][bn], "o-", ms=4, color=_color(bn), label=_label(bn))
-            if len(seeds) > 1:
-                ax.fill_between(cfg.scales, acc[scope][bn].min(axis=1), acc[scope][bn].max(axis=1),
-                                color=_color(bn), alpha=0.15, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("weight init std")
-        ax.set_title(("verdict: " if scope == "hidden" else "supplementary: ") + SCOPE_TEXT[scope]
-                     + f"\nspread ratio {ratio[scope]:.2f}", fontsize=9)
-    axes[0].set_ylabel("validation accuracy")
-    axes[0].set_ylim(0, 1.02)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "batchnorm_weight_scale.png"
-    save_figure(fig, path, dpi=90)
+    path = _scale_figure(cfg.scales, means, acc, ratio, len(seeds), out / "batchnorm_weight_scale.png")
     numbers = {"weight_scale": {"scales": list(cfg.scales), "optimizer": f"Adam lr {SCALE_LR:g}",
                                 "epochs": cfg.scale_epochs, "verdict_scope": "hidden"}}
     for scope in SCOPES:
@@ -404,6 +390,26 @@ def _weight_scale(records: Results, cfg: Config, seeds: tuple[int, ...], out: Pa
     caption = ("(c) Validation accuracy against the weight-init scale (band: min-max over seeds); left: the "
                "hidden layers scaled (the verdict), right: every layer scaled (supplementary)")
     return [v], table, {caption: path.name}, numbers
+
+
+@plotting.styled
+def _scale_figure(scales: tuple[float, ...], means: dict[str, dict[bool, np.ndarray]],
+                  acc: dict[str, dict[bool, np.ndarray]], ratio: dict[str, float], n_seeds: int, path: Path) -> Path:
+    fig, axes = plotting.figure(1, 2, figsize=(10.5, 4.4), sharey=True, layout="constrained")
+    for ax, scope in zip(axes, SCOPES, strict=True):
+        for bn in (False, True):
+            ax.plot(scales, means[scope][bn], **_series(bn, ms=5), label=_label(bn))
+            if n_seeds > 1:
+                ax.fill_between(scales, acc[scope][bn].min(axis=1), acc[scope][bn].max(axis=1),
+                                color=plotting.color("bn" if bn else "no_bn"), alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("weight init std")
+        ax.set_title(("verdict: " if scope == "hidden" else "supplementary: ") + SCOPE_TEXT[scope]
+                     + f"\nspread ratio BN / no BN {ratio[scope]:.2f}", fontsize=plotting.RC["font.size"])
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].set_ylim(0, 1.02)
+    plotting.figure_legend(fig, axes[0].lines)
+    return plotting.save_png(fig, path)
 
 
 # ------------------------------------------------------------------------- (d) regularization
@@ -561,35 +567,10 @@ def _ioffe(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> 
                     f"{np.mean([r['accuracy'][-1] for r in runs[bn]]):.3f}",
                     f"{drift[bn]:.3f}"] for bn in (False, True)])
 
-    fig = new_figure(figsize=(12, 3.4))
-    axes = fig.subplots(1, 3)
-    for bn in (False, True):
-        r = runs[bn][0]
-        axes[0].plot(r["steps"], r["accuracy"], color=_color(bn), label=_label(bn))
-    axes[0].axhline(TARGET_ACCURACY, color="grey", lw=0.8, ls="--")
-    axes[0].set_ylim(0, 1.0)
-    axes[0].set_xlabel("training step")
-    axes[0].set_ylabel("validation accuracy")
-    axes[0].set_title("(a) accuracy", fontsize=10)
-    axes[0].legend(fontsize=8)
     plain = runs[False][0]["percentiles"]
     unit_drift = (plain.max(axis=0) - plain.min(axis=0)).mean(axis=0)
     unit = int(np.argsort(unit_drift)[len(unit_drift) // 2])      # the median-drift unit of the plain net
-    for ax, bn, tag in ((axes[1], False, "(b) without BN"), (axes[2], True, "(c) with BN")):
-        r = runs[bn][0]
-        for q, style in zip((15, 50, 85), (":", "-", ":"), strict=True):
-            ax.plot(r["steps"], r["percentiles"][:, (15, 50, 85).index(q), unit], style,
-                    color=_color(bn), label=f"{q}th percentile")
-        ax.set_xlabel("training step")
-        ax.set_title(f"{tag}: input of sigmoid unit {unit}", fontsize=10)
-        ax.legend(fontsize=7)
-    lo = min(axes[1].get_ylim()[0], axes[2].get_ylim()[0])
-    hi = max(axes[1].get_ylim()[1], axes[2].get_ylim()[1])
-    for ax in axes[1:]:
-        ax.set_ylim(lo, hi)
-    fig.tight_layout()
-    path = out / "batchnorm_ioffe.png"
-    save_figure(fig, path, dpi=90)
+    path = _ioffe_figure({bn: runs[bn][0] for bn in runs}, unit, out / "batchnorm_ioffe.png")
     numbers = {"ioffe": {"drift_plain": [r["drift"] for r in runs[False]],
                          "drift_bn": [r["drift"] for r in runs[True]],
                          "steps_to_target_plain": [r["to_target"] for r in runs[False]],
@@ -602,6 +583,33 @@ def _ioffe(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> 
 
 def _steps(v: float) -> str:
     return f"{v:.0f}" if math.isfinite(v) else "not reached"
+
+
+@plotting.styled
+def _ioffe_figure(first: dict[bool, dict[str, Any]], unit: int, path: Path) -> Path:
+    """Accuracy of both arms, and the percentiles of ``unit``'s input with and without BN (one seed's runs)."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = plotting.figure(1, 3, figsize=(plotting.MAX_WIDTH, 4.2), layout="constrained")
+    axes[2].sharey(axes[1])
+    for bn in (False, True):
+        axes[0].plot(first[bn]["steps"], first[bn]["accuracy"], **_series(bn, marker=None), label=_label(bn))
+    axes[0].axhline(TARGET_ACCURACY, color=plotting.color("reference"), lw=1, ls="--",
+                    label=f"target {TARGET_ACCURACY:g}")
+    axes[0].set(ylim=(0, 1.02), xlabel="training step", ylabel="validation accuracy", title="validation accuracy")
+    handles = list(axes[0].lines)
+    percentiles = ((15, ":", 1.6), (50, "-", 2.0), (85, "--", 1.6))   # the trial records these, in this order
+    for ax, bn, tag in ((axes[1], False, "without BN"), (axes[2], True, "with BN")):
+        r = first[bn]
+        for i, (_, ls, lw) in enumerate(percentiles):
+            ax.plot(r["steps"], r["percentiles"][:, i, unit], ls=ls, lw=lw,
+                    color=plotting.color("bn" if bn else "no_bn"))
+        ax.set(xlabel="training step", title=f"{tag}: input of sigmoid unit {unit}")
+    handles += [Line2D([], [], color="black", ls=ls, lw=lw, label=f"{q}th percentile") for q, ls, lw in percentiles]
+    axes[1].set_ylabel("input of the sigmoid (pre-activation)")
+    axes[2].tick_params(labelleft=False)
+    plotting.figure_legend(fig, handles)
+    return plotting.save_png(fig, path)
 
 
 # ------------------------------------------------------------------------- the study

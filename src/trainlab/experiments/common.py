@@ -20,7 +20,6 @@ for machines.
 from __future__ import annotations
 
 import functools
-import io
 import json
 import math
 import time
@@ -181,19 +180,20 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write a {type(obj).__name__} to JSON")
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> str:
-    """Save a matplotlib figure as PNG atomically, close it, and return the path as a string."""
-    import matplotlib.pyplot as plt
+def save_figure(fig: Any, path: str | Path, dpi: int | None = None) -> str:
+    """Save a matplotlib figure as PNG atomically (:func:`trainlab.plotting.save_png`, at
+    :data:`trainlab.plotting.DPI` unless ``dpi``) and return the path as a string."""
+    from trainlab import plotting
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
+    return str(plotting.save_png(fig, path, plotting.DPI if dpi is None else dpi))
 
 
 def new_figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched)."""
+    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched).
+
+    The studies' figures come from :func:`trainlab.plotting.figure` (the shared style); this bare
+    one serves drawings that are not figures of their own (the canvas a GIF's frames are drawn on).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 

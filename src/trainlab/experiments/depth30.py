@@ -33,7 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
-from trainlab import data, models, nn
+from trainlab import data, models, nn, plotting
 from trainlab.experiments.common import StudyResult, Table, Verdict, digits, run_study, save_figure, study_seeds
 from trainlab.experiments.init_train import TrainRun, TrainSetting, study_command, train_spec
 from trainlab.trials import Results, make_spec
@@ -90,49 +90,42 @@ def initial_statistics(
     return {"forward_std": forward, "backward_std": backward}
 
 
+@plotting.styled
 def _figure(
     results: dict[str, list[TrainRun]],
     stats: dict[str, dict[str, list[float]]],
     seeds: tuple[int, ...],
     path: Path,
 ) -> str:
-    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    colors = {"xavier": "tab:green", "he": "tab:red"}
-    fig = Figure(figsize=(14, 4.2))
-    ax_acc, ax_loss, ax_std = fig.subplots(1, 3)
+    fig, (ax_acc, ax_loss, ax_std) = plotting.figure(1, 3, figsize=(plotting.MAX_WIDTH, 4.6), layout="constrained")
     epochs = np.arange(1, SETTING.epochs + 1)
+    handles = []
     for init_name in INITS:
-        for k, r in enumerate(results[init_name]):
-            label = init_name if k == 0 else None
-            ax_acc.plot(epochs, r.val_accuracy, "-", color=colors[init_name], alpha=0.8, label=label)
-            ax_loss.plot(epochs, r.train_loss, "-", color=colors[init_name], alpha=0.8, label=label)
+        look = plotting.series(init_name, marker=None)
+        for r in results[init_name]:
+            ax_acc.plot(epochs, r.val_accuracy, **look, alpha=0.85)
+            ax_loss.plot(epochs, r.train_loss, **look, alpha=0.85)
+        handles.append(ax_acc.lines[-1])
+        handles[-1].set_label(init_name)
         layers = np.arange(1, SETTING.depth + 1)
-        ax_std.semilogy(
-            layers,
-            stats[init_name]["forward_std"],
-            "o-",
-            ms=3,
-            color=colors[init_name],
-            label=f"{init_name}: activations",
-        )
-        ax_std.semilogy(
-            layers,
-            stats[init_name]["backward_std"],
-            "s--",
-            ms=3,
-            color=colors[init_name],
-            label=f"{init_name}: dL/da",
-        )
-    ax_acc.axhline(0.1, color="gray", ls=":", lw=1)
-    ax_acc.set(title="validation accuracy (one line per seed)", xlabel="epoch", ylim=(0, 1))
-    ax_loss.set(title="training loss", xlabel="epoch")
-    ax_std.set(title=f"at initialization (seed {seeds[0]}): per-layer std", xlabel="hidden layer")
-    for ax in (ax_acc, ax_loss, ax_std):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"30-layer ReLU MLP on the digits: {SETTING.describe()}", fontsize=10)
-    return save_figure(fig, path, dpi=80)
+        ax_std.semilogy(layers, stats[init_name]["forward_std"], "-", marker=plotting.MARKERS[init_name], ms=4,
+                        color=plotting.color(init_name))
+        ax_std.semilogy(layers, stats[init_name]["backward_std"], "--", marker=plotting.MARKERS[init_name], ms=4,
+                        mfc="white", color=plotting.color(init_name))
+    handles.append(ax_acc.axhline(0.1, color=plotting.color("reference"), ls=":", lw=1.2, label="chance (0.1)"))
+    key = {"color": "black", "ms": 4}
+    handles += [Line2D([], [], ls="-", marker="o", label="std of the activations a_l", **key),
+                Line2D([], [], ls="--", marker="o", mfc="white", label="std of the gradient dL/da_l", **key)]
+    ax_acc.set(title="validation accuracy", xlabel="epoch", ylabel="validation accuracy (one line per seed)",
+               ylim=(0, 1.02))
+    ax_loss.set(title="training loss", xlabel="epoch", ylabel="training loss (cross-entropy)")
+    plotting.log_scale_if_wide(ax_loss, np.concatenate([line.get_ydata() for line in ax_loss.lines]))
+    ax_std.set(title=f"per-layer std at initialization (seed {seeds[0]})", xlabel="hidden layer l", ylabel="std")
+    plotting.figure_legend(fig, handles)
+    fig.suptitle(f"30-layer ReLU MLP on the digits: {SETTING.describe()}")
+    return save_figure(fig, path)
 
 
 def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:

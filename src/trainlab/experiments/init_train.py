@@ -37,7 +37,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from trainlab import data, models, nn, optim
+from trainlab import data, models, nn, optim, plotting
 from trainlab.experiments.common import StudyResult, Table, Verdict, digits, run_study, save_figure, study_seeds
 from trainlab.train import Trainer
 from trainlab.trials import Results, make_spec
@@ -194,40 +194,33 @@ def _best_verdict(
     )
 
 
+@plotting.styled
 def _curves_figure(results: dict[tuple[str, str], list[TrainRun]], setting: TrainSetting, path: Path) -> str:
-    from matplotlib.figure import Figure
-
-    colors = {"small_random": "tab:blue", "xavier": "tab:green", "he": "tab:red"}
-    fig = Figure(figsize=(11, 7))
-    axes = fig.subplots(2, 2, sharex=True)
+    fig, axes = plotting.figure(2, 2, figsize=(plotting.MAX_WIDTH, 7.8), sharex=True, layout="constrained")
     epochs = np.arange(1, setting.epochs + 1)
+    handles = {}
     for col, act in enumerate(ACTIVATIONS):
         for row, field in enumerate(("val_accuracy", "train_loss")):
             ax = axes[row, col]
             for init_name in INITS:
                 values = np.array([getattr(r, field) for r in results[init_name, act]], dtype=float)
-                ax.plot(
-                    epochs, np.median(values, axis=0), "o-", ms=3, color=colors[init_name], label=init_name
-                )
+                (handles[init_name],) = ax.plot(epochs, np.median(values, axis=0), **plotting.series(init_name),
+                                                label=init_name)
                 if len(values) > 1:
-                    ax.fill_between(
-                        epochs,
-                        values.min(axis=0),
-                        values.max(axis=0),
-                        color=colors[init_name],
-                        alpha=0.2,
-                        lw=0,
-                    )
-            ax.set_title(f"{act}: {'validation accuracy' if row == 0 else 'training loss'}")
-            ax.grid(True, alpha=0.3)
+                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
+                                    color=plotting.color(init_name), alpha=0.2, lw=0)
             if row == 0:
-                ax.axhline(0.1, color="gray", ls=":", lw=1)
-                ax.set_ylim(0, 1)
-                ax.legend(fontsize=8, loc="lower right")
+                ax.set_title(f"{act}: validation accuracy")
+                handles["chance"] = ax.axhline(0.1, color=plotting.color("reference"), ls=":", lw=1.2,
+                                               label="chance (0.1)")
+                ax.set(ylim=(0, 1.02), ylabel="validation accuracy")
             else:
-                ax.set_xlabel("epoch")
-    fig.suptitle(f"{setting.describe()} (median over seeds, band = min..max; dotted: chance)", fontsize=10)
-    return save_figure(fig, path, dpi=80)
+                ax.set_title(f"{act}: training loss")
+                ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)")
+        plotting.log_scale_if_wide(axes[1, col], np.concatenate([line.get_ydata() for line in axes[1, col].lines]))
+    plotting.figure_legend(fig, list(handles.values()))
+    fig.suptitle(f"{setting.describe()} (median over seeds, band = min..max)")
+    return save_figure(fig, path)
 
 
 def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from trainlab import data, models, nn, optim
+from trainlab import data, models, nn, optim, plotting
 from trainlab.experiments import surfaces as S
 from trainlab.experiments.common import (
     StudyResult,
@@ -49,7 +49,6 @@ from trainlab.experiments.common import (
     given_seeds,
     new_figure,
     run_study,
-    save_figure,
     verdict,
 )
 from trainlab.trials import Diverged, Results, make_spec
@@ -64,8 +63,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 ADAPTIVE = ("adagrad", "rmsprop", "adam")
 LABELS = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adagrad": "Adagrad",
           "rmsprop": "RMSprop", "adam": "Adam", "adam_seed": "Adam (seed)"}
-COLORS = {"sgd": "#222222", "momentum": "#1f77b4", "nesterov": "#17becf", "adagrad": "#2ca02c",
-          "rmsprop": "#ff7f0e", "adam": "#d62728", "adam_seed": "#9467bd"}
+#: the momentum family, whose paths coincide on the saddle (the figure's zoomed row draws them apart)
+MOMENTUM_FAMILY = ("sgd", "momentum", "nesterov")
 
 # ---- thresholds, fixed before any run ---------------------------------------------------
 VALLEY_TARGET = 1e-6          #: the valley is solved when f < this
@@ -186,25 +185,35 @@ def _best_rosenbrock(runs: list[S.Trajectory]) -> int:
     return int(np.argmin(finals))
 
 
-def _contour(ax: Any, surface: S.Surface) -> None:
+#: how each rule's path is drawn on the surfaces, beyond its colour, line style and marker
+#: (:func:`trainlab.plotting.series`): where paths coincide, the wider line lies below the
+#: narrower, so every one of them shows (the momentum family: SGD widest, Nesterov on top)
+_WIDTH = {"sgd": 3.6, "momentum": 2.4, "nesterov": 1.8, "adagrad": 3.0, "rmsprop": 2.3, "adam": 1.8, "adam_seed": 1.8}
+_ZORDER = {"sgd": 2.0, "momentum": 2.2, "nesterov": 2.4, "adagrad": 2.1, "rmsprop": 2.3, "adam": 2.5, "adam_seed": 2.6}
+#: the zoomed window of the saddle's small multiples: the stretch where the momentum family's paths coincide
+_SADDLE_ZOOM = ((-0.85, 1.12), (-0.25, 1.65))
+_NEAR_SADDLE = 0.05           #: the small multiples count the steps spent this close to (0, 0)
+
+
+def _contour(ax: Any, surface: S.Surface, faint: bool = False) -> None:
+    """Contours of ``surface``, its saddle point or minimum, and the start point; axes named x and y."""
     xs = np.linspace(*surface.xlim, 240)
     ys = np.linspace(*surface.ylim, 240)
     gx, gy = np.meshgrid(xs, ys)
     z = surface.f(np.stack([gx, gy]))
+    kw = {"colors": "#c8c8c8" if faint else "#a0a0a0", "linewidths": 0.6, "linestyles": "solid", "zorder": 1}
     if surface.name == "saddle":
-        ax.contour(gx, gy, z, levels=np.linspace(-2.5, 1.5, 17), cmap="Greys", linewidths=0.6)
-        ax.plot([0], [0], "kx", ms=7)
+        ax.contour(gx, gy, z, levels=np.linspace(-2.5, 1.5, 9 if faint else 17), **kw)
+        ax.plot([0], [0], "x", color="black", ms=9, mew=2, zorder=6, label="saddle point (0, 0)")
     else:
         levels = np.logspace(-3, np.log10(z.max()), 18)
-        ax.contour(gx, gy, z, levels=levels, cmap="Greys", linewidths=0.6, norm=_log_norm())
-        ax.plot(*surface.minimum, "k*", ms=9)
-    ax.plot(*surface.start, "ko", ms=4)
+        ax.contour(gx, gy, z, levels=levels, norm=_log_norm(), **kw)
+        ax.plot(*surface.minimum, "*", color="black", ms=13, zorder=6, label="minimum")
+    ax.plot(*surface.start, "o", ms=10, mfc="none", mec="black", mew=2, zorder=6, label="start")
     ax.set_xlim(*surface.xlim)
     ax.set_ylim(*surface.ylim)
-    ax.set_title(f"{surface.name}: {surface.formula}", fontsize=9)
-    ax.tick_params(labelsize=7)
-
-
+    ax.set(xlabel="x", ylabel="y")
+    ax.grid(False)
 
 
 def _log_norm() -> Any:
@@ -213,22 +222,35 @@ def _log_norm() -> Any:
     return LogNorm()
 
 
-def _panels(display: dict[str, dict[str, tuple[S.Trajectory, float]]]) -> tuple[Any, list[Any], list[Any]]:
-    """A 1x3 figure with contours and one (empty) line per optimizer per panel."""
-    fig = new_figure(figsize=(12.5, 4.2))
-    axes = fig.subplots(1, 3)
+def _path_style(name: str) -> dict[str, Any]:
+    return plotting.series(name, lw=_WIDTH[name], zorder=_ZORDER[name], ms=8, mec="white", mew=0.8)
+
+
+def _surface_panels(fig: Any, display: dict[str, dict[str, tuple[S.Trajectory, float]]]
+                    ) -> tuple[list[Any], list[list[tuple[Any, S.Trajectory]]]]:
+    """One panel a surface in the (sub)figure ``fig``: contours and one (empty) line per rule, whose
+    marker sits at the line's last point; one legend below the panels says which is which."""
+    axes = fig.subplots(1, len(display))
     lines = []
     for ax, (sname, runs) in zip(axes, display.items(), strict=True):
-        _contour(ax, S.SURFACES[sname])
+        surface = S.SURFACES[sname]
+        _contour(ax, surface)
+        lrs = {lr for _, lr in runs.values()}
+        ax.set_title(sname + (f", lr {_fmt_lr(lrs.pop())}" if len(lrs) == 1 else ", each rule at its best lr")
+                     + f"\nf = {surface.formula}")
         panel = []
         for name, (traj, lr) in runs.items():
-            (line,) = ax.plot([], [], "-", color=COLORS[name], lw=2.0 if name == "sgd" else 1.4,
-                              zorder=3 if name == "sgd" else 2, label=f"{LABELS[name]} ({_fmt_lr(lr)})")
+            (line,) = ax.plot([], [], **_path_style(name), markevery=[-1], label=f"{LABELS[name]} ({_fmt_lr(lr)})")
             panel.append((line, traj))
-        ax.legend(fontsize=6.5, loc="lower left" if sname != "rosenbrock" else "upper right", framealpha=0.8)
         lines.append(panel)
-    fig.tight_layout()
-    return fig, list(axes), lines
+    rules = [line for line, _ in lines[-1]]
+    marks = [m for ax in axes for m in ax.lines if m.get_label() in ("start", "minimum", "saddle point (0, 0)")]
+    unique_marks = list({m.get_label(): m for m in marks}.values())
+    per_panel_lr = [sname for sname, runs in display.items() if len({lr for _, lr in runs.values()}) > 1]
+    title = (f"rule (its lr on {', '.join(per_panel_lr)}); end of each path: its marker"
+             if per_panel_lr else "rule; end of each path: its marker")
+    plotting.figure_legend(fig, rules + unique_marks, ncols=5, title=title)
+    return list(axes), lines
 
 
 def _clip(points: np.ndarray, surface: S.Surface) -> np.ndarray:
@@ -241,20 +263,67 @@ def _clip(points: np.ndarray, surface: S.Surface) -> np.ndarray:
     return pts
 
 
-def _trajectory_figures(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int],
-                        out: Path, frames: int) -> dict[str, str]:
-    figures = {}
-    fig, axes, panels = _panels(display)
+def _saddle_multiples(fig: Any, runs: dict[str, tuple[S.Trajectory, float]], horizon: int) -> list[Any]:
+    """The saddle zoomed, one panel per rule of the momentum family, whose paths coincide there:
+    every iterate a dot, the escape (the first f ≤ SADDLE_ESCAPE) marked, the other two in grey."""
+    axes = fig.subplots(1, len(MOMENTUM_FAMILY), sharex=True, sharey=True)
+    paths = {n: runs[n][0].points[: horizon + 1] for n in MOMENTUM_FAMILY}
+    for ax, name in zip(axes, MOMENTUM_FAMILY, strict=True):
+        _contour(ax, S.SADDLE, faint=True)
+        for other in MOMENTUM_FAMILY:
+            if other != name:
+                ax.plot(paths[other][:, 0], paths[other][:, 1], color="#bbbbbb", lw=1.2, zorder=1.5,
+                        ls=plotting.LINESTYLES[other])
+        pts = paths[name]
+        look = plotting.series(name)
+        ax.plot(pts[:, 0], pts[:, 1], color=look["color"], ls=look["linestyle"], lw=1.6, zorder=3,
+                marker=".", ms=6, label="one dot a step")
+        escaped = np.nonzero(S.SADDLE.f(pts.T) <= SADDLE_ESCAPE)[0]
+        near = int(np.sum(np.hypot(pts[:, 0], pts[:, 1]) < _NEAR_SADDLE))
+        title = f"{LABELS[name]}, lr {_fmt_lr(runs[name][1])}"
+        if escaped.size:
+            k = int(escaped[0])
+            ax.plot(*pts[k], marker=look["marker"], color=look["color"], ms=11, mec="black", zorder=5,
+                    ls="none", label=f"escape (f ≤ {SADDLE_ESCAPE:g})")
+            ax.annotate(f"step {k}", pts[k], xytext=(10, -4), textcoords="offset points", va="top",
+                        fontweight="bold", color=look["color"])
+            title += f": escapes at step {k}"
+        ax.text(0.97, 0.5, f"{near} steps within {_NEAR_SADDLE:g}\nof the saddle point", transform=ax.transAxes,
+                ha="right", va="center", bbox={"fc": "white", "ec": "#cccccc"})
+        ax.set_title(title)
+        ax.set_xlim(*_SADDLE_ZOOM[0])
+        ax.set_ylim(*_SADDLE_ZOOM[1])
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+        ax.tick_params(labelleft=False)
+    fig.suptitle("the saddle, zoomed, where the momentum family's paths coincide: one panel each, one dot a step "
+                 "(grey: the other two)", fontsize=plotting.RC["axes.titlesize"])
+    return list(axes)
+
+
+@plotting.styled
+def _trajectory_png(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int],
+                    path: Path) -> Path:
+    fig, _ = plotting.figure(0, figsize=(plotting.MAX_WIDTH, 9.6), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1.2, 1.0))
+    _, panels = _surface_panels(top, display)
     for sname, panel in zip(display, panels, strict=True):
         for line, traj in panel:
             pts = _clip(traj.points[: horizon[sname] + 1], S.SURFACES[sname])
             line.set_data(pts[:, 0], pts[:, 1])
-    png = out / "optimizers_trajectories.png"
-    save_figure(fig, png, dpi=80)
-    caption = (f"Trajectories: the saddle with every rule at lr {SADDLE_DISPLAY_LR:g} ({horizon['saddle']} "
-               f"steps), the ill-conditioned valley at lr {VALLEY_DISPLAY_LR:g} ({horizon['valley']} "
-               f"steps), Rosenbrock with each rule at its best lr of the grid ({horizon['rosenbrock']} "
-               "steps); the legend gives the lr")
+    _saddle_multiples(bottom, display["saddle"], horizon["saddle"])
+    return plotting.save_png(fig, path)
+
+
+def _trajectory_figures(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int],
+                        out: Path, frames: int) -> dict[str, str]:
+    figures = {}
+    png = _trajectory_png(display, horizon, out / "optimizers_trajectories.png")
+    caption = (f"Trajectories (the real iterates): the saddle with every rule at lr {SADDLE_DISPLAY_LR:g} "
+               f"({horizon['saddle']} steps), the ill-conditioned valley at lr {VALLEY_DISPLAY_LR:g} "
+               f"({horizon['valley']} steps), Rosenbrock with each rule at its best lr of the grid "
+               f"({horizon['rosenbrock']} steps; the legend gives the lr). Below: the saddle zoomed, one panel "
+               "for each of SGD, Momentum and Nesterov, whose paths coincide there (one dot a step)")
     figures[caption] = png.name
 
     _write_gif(display, horizon, out / "optimizers_trajectories.gif", frames)
@@ -268,7 +337,7 @@ def _gif_palette() -> Any:
     from PIL import Image
 
     entries = [(v, v, v) for v in np.linspace(0, 255, 64).round().astype(int)]
-    for color in COLORS.values():
+    for color in (plotting.color(n) for n in OPTIMIZERS):
         rgb = np.array(to_rgb(color)) * 255
         entries += [tuple(int(round(c)) for c in rgb + (255 - rgb) * t) for t in (0.0, 0.35, 0.65)]
     flat = [c for entry in entries for c in entry]
@@ -309,7 +378,7 @@ def _shared_palette_writer() -> type:
 
 
 def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int], path: Path,
-               frames: int, dpi: int = 64) -> None:
+               frames: int, dpi: int = 80) -> None:
     """Animate the trajectories with FuncAnimation + PillowWriter, written atomically to ``path``.
 
     The contours, axes and legends are drawn once into a background image; each frame
@@ -319,12 +388,14 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
     from matplotlib.animation import FuncAnimation
     from matplotlib.transforms import Bbox, TransformedBbox
 
-    fig, axes, panels = _panels(display)
-    for panel in panels:
-        for line, _ in panel:
-            line.set_visible(False)
-    fig.set_dpi(dpi)
-    fig.canvas.draw()
+    with plotting.style():
+        fig, _ = plotting.figure(0, figsize=(plotting.MAX_WIDTH, 5.4), layout="constrained")
+        axes, panels = _surface_panels(fig, display)
+        for panel in panels:
+            for line, _ in panel:
+                line.set_visible(False)
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
     # the drawn figure, with a white strip below it for the step counter
     strip = int(0.3 * dpi)
     drawn = np.asarray(fig.canvas.buffer_rgba())
@@ -336,7 +407,8 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
         surface = S.SURFACES[sname]
         x0, y0, w, h = ax.bbox.bounds
         tracks.append([(ax.transData.transform(_clip(traj.points[: horizon[sname] + 1], surface))
-                        + [0, strip], line.get_color(), (x0, y0 + strip, w, h)) for line, traj in panel])
+                        + [0, strip], name, (x0, y0 + strip, w, h))
+                       for name, (line, traj) in zip(display[sname], panel, strict=True)])
 
     anim_fig = new_figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     canvas_ax = anim_fig.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -346,15 +418,17 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
     canvas_ax.set_axis_off()
     artists = []
     for sname, panel in zip(display, tracks, strict=True):
-        for pixels, color, clip in panel:
+        for pixels, name, clip in panel:
             box = TransformedBbox(Bbox.from_bounds(*clip), canvas_ax.transData)
-            zorder = 3 if color == COLORS["sgd"] else 2
-            (line,) = canvas_ax.plot([], [], "-", color=color, lw=1.4, zorder=zorder)
-            (head,) = canvas_ax.plot([], [], "o", color=color, ms=4)
+            look = _path_style(name)
+            marker = look.pop("marker")
+            (line,) = canvas_ax.plot([], [], **look)
+            (head,) = canvas_ax.plot([], [], marker, color=look["color"], ms=7, zorder=look["zorder"] + 1,
+                                     mec="white", mew=0.6)
             line.set_clip_box(box)
             head.set_clip_box(box)
             artists.append((sname, pixels, line, head))
-    label = canvas_ax.text(width / 2, strip / 2, "", ha="center", va="center", fontsize=9)
+    label = canvas_ax.text(width / 2, strip / 2, "", ha="center", va="center", fontsize=11)
 
     def step_of(sname: str, frame: int) -> int:
         return int(round(horizon[sname] * frame / max(frames - 1, 1)))
@@ -579,32 +653,7 @@ def _mlp_study(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path)
                      "val accuracy"],
                     rows)]
 
-    fig = new_figure(figsize=(11, 4))
-    ax, ax2 = fig.subplots(1, 2)
-    for n in OPTIMIZERS:
-        runs = results[n][best[n]]
-        curve = np.mean([r["loss"] for r in runs], axis=0)
-        ax.plot(runs[0]["steps"], curve, color=COLORS[n], lw=1.3, ls="--" if n == "adam_seed" else "-",
-                label=f"{LABELS[n]} (lr {_fmt_lr(best[n])})")
-        finals = [mean_final(results[n][lr]) for lr in MLP_LRS[n]]
-        ax2.plot(MLP_LRS[n], np.where(np.isfinite(finals), finals, np.nan), marker="o", color=COLORS[n],
-                 label=LABELS[n],
-                 ls="--" if n == "adam_seed" else "-")
-    ax.axhline(LOSS_TARGET, color="grey", lw=0.8, ls=":")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (whole training split)")
-    ax.set_title("Digits MLP: each optimizer at its best lr", fontsize=10)
-    ax.legend(fontsize=7)
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("learning rate")
-    ax2.set_ylabel(f"final training loss ({cfg.mlp_epochs} epochs)")
-    ax2.set_title("Learning-rate grids", fontsize=10)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "optimizers_mlp_loss.png"
-    save_figure(fig, path, dpi=90)
+    path = _mlp_figure(results, best, cfg, out / "optimizers_mlp_loss.png")
     figures = {f"Digits MLP training loss (mean over seeds); dotted line: target {LOSS_TARGET:g}": path.name}
 
     numbers = {
@@ -615,6 +664,37 @@ def _mlp_study(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path)
                            for n in OPTIMIZERS},
     }
     return verdicts, tables, figures, numbers
+
+
+@plotting.styled
+def _mlp_figure(results: dict[str, dict[float, list[dict[str, Any]]]], best: dict[str, float], cfg: Config,
+                path: Path) -> Path:
+    """Each rule's loss curve at its best lr (mean over seeds), and its final loss over its lr grid."""
+    fig, (ax, ax2) = plotting.figure(1, 2, figsize=(plotting.MAX_WIDTH, 5.0), layout="constrained")
+    curves = []
+    for n in OPTIMIZERS:
+        runs = results[n][best[n]]
+        curve = np.mean([r["loss"] for r in runs], axis=0)
+        look = plotting.series(n, lw=1.7)
+        marker = look.pop("marker")
+        curves += ax.plot(runs[0]["steps"], curve, **look, label=f"{LABELS[n]} (best lr {_fmt_lr(best[n])})")
+        finals = [float(np.mean([r["final_loss"] for r in results[n][lr]])) for lr in MLP_LRS[n]]
+        ax2.plot(MLP_LRS[n], np.where(np.isfinite(finals), finals, np.nan), **look, marker=marker, ms=7)
+        ax2.plot([best[n]], [finals[MLP_LRS[n].index(best[n])]], marker=marker, color=look["color"], ms=13,
+                 mfc="none", mew=1.6, ls="none")
+    curves.append(ax.axhline(LOSS_TARGET, color=plotting.color("reference"), lw=1.2, ls=":",
+                             label=f"target {LOSS_TARGET:g}"))
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="training loss (whole training split)",
+           title="each rule at its best lr")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set(xlabel="learning rate", ylabel=f"final training loss ({cfg.mlp_epochs} epochs)",
+            title="each rule's lr grid (ring: its best lr,\nthe fewest steps to the target)")
+    plotting.figure_legend(fig, curves, ncols=4)
+    fig.suptitle("Digits MLP " + "-".join(map(str, (64, *MLP_HIDDEN, 10))) + f" (ReLU), batch {MLP_BATCH}, "
+                 "mean over seeds")
+    return plotting.save_png(fig, path)
 
 
 # ------------------------------------------------------------------------- the study
