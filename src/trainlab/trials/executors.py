@@ -423,6 +423,7 @@ class DaskExecutor(Executor):
     """
 
     name = "dask"
+    SLOTS_TTL = 0.5  #: seconds a worker count from the scheduler is reused
 
     def __init__(self, *, scheduler: str | None = None, local_workers: int | None = None, threads: int = 1,
                  retries: int = DEFAULT_RETRIES, log_root: str | Path | None = None) -> None:
@@ -446,6 +447,7 @@ class DaskExecutor(Executor):
         self.dashboard: str | None = None
         self.no_workers_timeout = 120.0  #: seconds without any worker before the run stops with an error
         self._no_workers_since: float | None = None
+        self._slots_cache: tuple[float, int] | None = None
 
     def describe(self) -> str:
         where = (f"Dask LocalCluster of {self.local_workers} worker process{'es' if self.local_workers != 1 else ''}"
@@ -519,12 +521,19 @@ class DaskExecutor(Executor):
         return max(1, self._slots())
 
     def _slots(self) -> int:
-        """Worker threads in the cluster now; no worker for ``no_workers_timeout`` seconds is an error."""
+        """Worker threads in the cluster now; no worker for ``no_workers_timeout`` seconds is an error.
+
+        The count is asked of the scheduler (a round trip) at most every ``SLOTS_TTL`` seconds;
+        the engine asks for ``capacity`` after every event, per-epoch reports included.
+        """
+        now = time.monotonic()
+        if self._slots_cache is not None and now - self._slots_cache[0] < self.SLOTS_TTL:
+            return self._slots_cache[1]
         try:
             slots = sum(self.client.nthreads().values())
         except Exception:  # pragma: no cover - the scheduler is briefly unreachable
             slots = 0
-        now = time.monotonic()
+        self._slots_cache = (now, slots)
         if slots:
             self._no_workers_since = None
         elif self._no_workers_since is None:
