@@ -251,11 +251,12 @@ with plotting.style():
         ax.contour(gx, gy, z if f_min is None else np.log1p(z), levels=15, colors="#bbbbbb", linewidths=0.7)
         for rule, lr in LR[name].items():
             path = by_trainlab(RULES[rule](lr), grad, w0, STEPS[name])
-            ax.plot(path[:, 0], path[:, 1], "-", color=plotting.color(rule), lw=1.6, label=rule)
+            # plotting.series: the rule's colour, line style and marker, as in every trainlab figure,
+            # so that momentum and Nesterov stay apart where their paths coincide
             every = STEPS[name] // 10
-            ax.plot(path[::every, 0], path[::every, 1], "o", color=plotting.color(rule), ms=3.5)
+            ax.plot(path[:, 0], path[:, 1], **plotting.series(rule, lw=1.6, ms=4, markevery=every), label=rule)
             progress = f(path.T) - f_min if f_min is not None else np.abs(path[:, 1])
-            ax_steps.semilogy(progress, color=plotting.color(rule))
+            ax_steps.semilogy(progress, **plotting.series(rule, marker=None))
         ax.plot(*w0, "k*", ms=12)
         ax.set(xlim=xlim, ylim=ylim, xlabel="x", ylabel="y", title=TITLES[name])
         ax.grid(False)
