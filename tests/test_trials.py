@@ -192,8 +192,14 @@ def test_same_numbers_on_every_executor(kind, tmp_path, request):
     scheduler = request.getfixturevalue("dask_scheduler") if kind == "dask" else None
     plan = trials.Plan("sweep", "s", {}, _specs(8) + [trials.make_spec(square, {"x": 9, "fail": True})])
     serial = trials.run(plan, tmp_path / "serial")
-    other = trials.run(plan, tmp_path / kind, executor=_executors(kind, scheduler))
+    reports = []
+    other = trials.run(plan, tmp_path / kind, executor=_executors(kind, scheduler),
+                       on_report=lambda tid, row: reports.append((tid, row)))
     assert [_strip(r) for r in other.values()] == [_strip(r) for r in serial.values()]
+    # every per-epoch report reaches the driver before its trial's result (Dask sends them in batches)
+    expected = [(tid, row) for tid, r in other.items() if r["status"] == "ok" for row in r["curves"]]
+    assert len(expected) == 16 and set(map(str, expected)) <= set(map(str, reports))
+    assert len(reports) == 18, "the failing trial's two reports arrive too"
     assert all(r["metrics"]["threads"] == 1 for r in other.values() if r["status"] == "ok")
     assert other.record(plan.specs[-1])["traceback"].count("ValueError") >= 1
 

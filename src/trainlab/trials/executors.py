@@ -8,6 +8,7 @@ uses without knowing which one it holds::
         executor.submit(tid, spec)       # never blocks
         executor.events(timeout)         # -> [Event]: "start", "report", "result"
 
+Every ``"report"`` (one per row a trial reports) comes before its trial's ``"result"``, once.
 ``"result"`` events carry a finished record (``ok``, ``diverged``, ``failed``), or a
 ``killed`` record made by the executor when a trial's worker died more than ``retries``
 times. About one trial per worker slot waits queued, so a dying worker touches as few
@@ -397,15 +398,41 @@ class LocalExecutor(Executor):
 _TOPIC = "trainlab-trials"
 
 
+#: seconds between a Dask trial's report messages: the rows reported in between travel together
+REPORT_INTERVAL = 1.0
+
+
 def _dask_execute(tid: str, spec_json: str, threads: int, log_root: str | None) -> str:
-    """Run on a Dask worker: the record as JSON text (start and report events go to the client's topic)."""
+    """Run on a Dask worker: the record as JSON text (start and report events go to the client's topic).
+
+    A per-epoch report is a message through the scheduler to the client; sent one by one they
+    cost the trial 10-15 % on 0.5 s trials of 30 epochs (and as much CPU again in the driver).
+    So the rows are sent at most every :data:`REPORT_INTERVAL` seconds, all the rows since the
+    last message together, and the rest right before the result.
+    """
     from distributed import get_worker
 
     worker = get_worker()
     worker.log_event(_TOPIC, {"event": "start", "id": tid, "worker": worker.address})
-    record = execute(json.loads(spec_json), threads=threads,
-                     log_dir=None if log_root is None else Path(log_root) / tid,
-                     on_report=lambda row: worker.log_event(_TOPIC, {"event": "report", "id": tid, "metrics": row}))
+    pending: list[dict[str, Any]] = []
+    last = [time.monotonic()]
+
+    def flush() -> None:
+        if pending:
+            worker.log_event(_TOPIC, {"event": "report", "id": tid, "rows": list(pending)})
+            pending.clear()
+        last[0] = time.monotonic()
+
+    def report(row: dict[str, Any]) -> None:
+        pending.append(row)
+        if time.monotonic() - last[0] >= REPORT_INTERVAL:
+            flush()
+
+    try:
+        record = execute(json.loads(spec_json), threads=threads,
+                         log_dir=None if log_root is None else Path(log_root) / tid, on_report=report)
+    finally:
+        flush()
     record["worker"] = f"{worker.address} ({record['worker']})"
     return json.dumps(record)
 
@@ -448,6 +475,7 @@ class DaskExecutor(Executor):
         self.no_workers_timeout = 120.0  #: seconds without any worker before the run stops with an error
         self._no_workers_since: float | None = None
         self._slots_cache: tuple[float, int] | None = None
+        self._reported: dict[str, int] = {}  #: report rows passed on, per trial in flight
 
     def describe(self) -> str:
         where = (f"Dask LocalCluster of {self.local_workers} worker process{'es' if self.local_workers != 1 else ''}"
@@ -549,6 +577,7 @@ class DaskExecutor(Executor):
         future = self.client.submit(_dask_execute, tid, json.dumps(spec), self.threads, self.log_root,
                                     key=f"trial-{tid}-{time.monotonic_ns()}", pure=False, retries=0)
         self._futures[future] = (tid, spec)
+        self._reported[tid] = 0
         future.add_done_callback(self._done.put)
 
     def events(self, timeout: float) -> list[Event]:
@@ -565,8 +594,9 @@ class DaskExecutor(Executor):
                     break
                 if message.get("event") == "start":
                     out.append(Event("start", message["id"], message.get("worker")))
-                elif message.get("event") == "report":
-                    out.append(Event("report", message["id"], message["metrics"]))
+                elif message.get("event") == "report" and message["id"] in self._reported:
+                    self._reported[message["id"]] += len(message["rows"])
+                    out.extend(Event("report", message["id"], row) for row in message["rows"])
             try:
                 future = self._done.get(timeout=0.05 if out else max(0.0, min(0.05, deadline - time.monotonic())))
             except queue.Empty:
@@ -586,6 +616,9 @@ class DaskExecutor(Executor):
                 record = {"id": tid, "status": "failed", "metrics": {}, "curves": [], "seconds": None,
                           "error": f"{type(exc).__name__}: {exc}", "traceback": None, "threads": self.threads,
                           "worker": None, "version": __version__, "spec": spec, "attempts": None}
+            # the rows whose report message has not arrived yet (the result can overtake it): from the record
+            delivered = self._reported.pop(tid, 0)
+            out.extend(Event("report", tid, row) for row in (record.get("curves") or [])[delivered:])
             out.append(Event("result", tid, record))
             if self._done.empty():
                 return out
