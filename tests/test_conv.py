@@ -10,6 +10,9 @@ from trainlab.nn.conv import Conv2d, Flatten, MaxPool2d
 from trainlab.nn.linear import Linear
 from trainlab.nn.module import Sequential
 
+# every test runs on both kernel paths (compiled and NumPy reference); see conftest.py
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 # (in, out, kernel, stride, padding, bias, input shape). Both im2col row layouts are covered:
 # wide rows (k3_s1_p1, k3_s2_p1, k2x3_...) and exact rows (the others; see test_both_row_layouts).
 CONV_CASES = {

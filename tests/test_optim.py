@@ -136,6 +136,7 @@ def torch_parity(case_id: str, steps: int = PARITY_STEPS, shapes=SHAPES) -> floa
     return worst
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("case_id", TORCH_IDS)
 def test_parity_with_torch(case_id):
     assert torch_parity(case_id) <= PARITY_RTOL
@@ -145,6 +146,7 @@ def test_parity_with_torch(case_id):
 BLAS_SHAPES = [(7,), (64, 80), (3, 40, 40)]        # 7 values stay on the NumPy path, the others do not
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("case_id", TORCH_IDS)
 def test_parity_with_torch_on_the_blas_path(case_id):
     from trainlab import _blas
@@ -157,7 +159,7 @@ BLAS_CONFIGS = list(CONFIGS)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", BLAS_CONFIGS)
-def test_blas_path_matches_the_numpy_path(name, dtype, monkeypatch):
+def test_blas_path_matches_the_numpy_path(name, dtype, monkeypatch, numpy_kernels):
     from trainlab import _blas
     if not _blas.available():
         pytest.skip("no OpenBLAS level-1 functions in this NumPy build")
@@ -262,6 +264,7 @@ def seed_parity(name: str, steps: int = PARITY_STEPS) -> float:
 
 
 @pytest.mark.parametrize("name", list(SEED_CASES))
+@pytest.mark.usefixtures("kernel_path")
 def test_parity_with_seed(name):
     assert seed_parity(name) <= PARITY_RTOL
 

@@ -143,7 +143,7 @@ def _train(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
                 loss = loss_fn(model(xb), yb)
                 if not math.isfinite(loss):
                     return False
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), input_grad=False)   # x is data
                 opt.step()
                 opt.zero_grad()
     return True
@@ -457,7 +457,7 @@ def _ioffe_run(splits: Any, bn: bool, seed: int, cfg: Config) -> dict[str, Any]:
                 pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
                 accs.append(_accuracy(model, *splits.val))
             loss_fn(model(xb), yb)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)   # x is data
             opt.step()
             opt.zero_grad()
             step += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainlab import _validate
+from trainlab import _validate, kernels
 from trainlab.nn.module import Module
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ACTIVATIONS", "get"]
@@ -77,6 +77,37 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _compiled_operands(*arrays: np.ndarray) -> list[np.ndarray] | None:
+    """Flat memory views of arrays of one shape and memory order, for a compiled kernel; else None.
+
+    None (use the NumPy path) when the compiled kernels are off, the first array is not
+    float32/float64, or the arrays' elements are not laid out alike in one block each.
+    """
+    if not kernels.active() or arrays[0].dtype not in (np.float32, np.float64):
+        return None
+    first = arrays[0]
+    order = _axis_order(first)
+    flats = []
+    for a in arrays:
+        if a.shape != first.shape or _axis_order(a) != order:
+            return None
+        flat = _memory_order(a)
+        if flat is None:
+            return None
+        flats.append(flat)
+    return flats
+
+
+def _axis_order(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
+
+
+def _like(x: np.ndarray, dtype: np.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A new array with the memory layout of ``x`` and its flat view."""
+    out = np.empty_like(x, dtype=dtype)
+    return out, _memory_order(out)
+
+
 class ReLU(Activation):
     """``y = max(0, x)``; ``dx = dy * [not y <= 0]``, as PyTorch's ``threshold_backward``.
 
@@ -88,7 +119,15 @@ class ReLU(Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._out = None        # release the previous step's mask before allocating
-        out = _relu(_validate.layer_input(x, "ReLU"))
+        x = _validate.layer_input(x, "ReLU")
+        flats = _compiled_operands(x)
+        if flats is not None:   # one fused pass writes the output and the mask [not x <= 0]
+            out, flat_out = _like(x)
+            mask, flat_mask = _like(x, np.bool_)
+            kernels.jit().relu_forward(flats[0], flat_out, flat_mask)
+            self._out = mask
+            return out
+        out = _relu(x)
         # Backward needs only the mask: a bool array (a quarter of float32's size) lets the
         # output itself be freed as soon as the next layer is done with it. y is >= 0 or NaN,
         # so PyTorch's [not y <= 0] is [y != 0], one comparison.
@@ -96,7 +135,14 @@ class ReLU(Activation):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        return np.multiply(dout, self._saved())
+        mask = self._saved()
+        dout = np.asarray(dout)
+        flats = _compiled_operands(dout, mask)
+        if flats is not None:
+            dx, flat_dx = _like(dout)
+            kernels.jit().masked_copy(*flats, flat_dx)
+            return dx
+        return np.multiply(dout, mask)
 
 
 class LeakyReLU(Activation):
@@ -114,13 +160,26 @@ class LeakyReLU(Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = _validate.layer_input(x, "LeakyReLU")
+        flats = _compiled_operands(x)
+        if flats is not None:   # one fused pass writes the output and the mask
+            out, flat_out = _like(x)
+            self._positive, flat_positive = _like(x, np.bool_)
+            kernels.jit().leaky_relu_forward(flats[0], x.dtype.type(self.negative_slope), flat_out, flat_positive)
+            self._out = out
+            return out
         self._positive = x > 0
         self._out = np.where(self._positive, x, x * x.dtype.type(self.negative_slope))
         return self._out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         self._saved()
-        slope = np.asarray(dout).dtype.type(self.negative_slope)
+        dout = np.asarray(dout)
+        slope = dout.dtype.type(self.negative_slope)
+        flats = _compiled_operands(dout, self._positive)
+        if flats is not None:
+            dx, flat_dx = _like(dout)
+            kernels.jit().leaky_relu_backward(flats[0], flats[1], slope, flat_dx)
+            return dx
         return np.where(self._positive, dout, dout * slope)
 
 
@@ -135,6 +194,12 @@ class Tanh(Activation):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         out = self._saved()
+        dout = np.asarray(dout)
+        flats = _compiled_operands(dout, out) if dout.dtype == out.dtype else None
+        if flats is not None:   # one pass instead of three
+            dx, flat_dx = _like(dout)
+            kernels.jit().tanh_backward(*flats, flat_dx)
+            return dx
         dx = np.square(out)
         np.subtract(1, dx, out=dx)
         dx *= dout
@@ -156,6 +221,12 @@ class Sigmoid(Activation):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         out = self._saved()
+        dout = np.asarray(dout)
+        flats = _compiled_operands(dout, out) if dout.dtype == out.dtype else None
+        if flats is not None:   # one pass instead of three
+            dx, flat_dx = _like(dout)
+            kernels.jit().sigmoid_backward(*flats, flat_dx)
+            return dx
         dx = np.subtract(1, out)
         dx *= out
         dx *= dout

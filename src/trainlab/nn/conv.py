@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from trainlab import _validate
+from trainlab import _validate, kernels
 from trainlab.nn.linear import InitializedLayer
 from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
@@ -269,18 +269,27 @@ class Conv2d(InitializedLayer):
         f, k, positions = self.out_channels, g.c * kh * kw, g.n * g.ho * g.wo
 
         self._cache = None      # release the previous step's cols before building new ones
-        padded = _Scratch([(g.c, g.n, g.rows, g.row_len)], dtype).views[0]
-        padded.fill(0)
-        np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
         # cols is what backward needs; it is reused across steps (never handed out).
         cols = self._buffer("cols", (k, positions), dtype)
-        np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wo), self._windows(padded, g, g.wo))
-        del padded
+        if kernels.active():    # one compiled pass from x (either layout) into cols, padding included
+            if x.dtype not in (np.float32, np.float64):
+                x = x.astype(dtype)
+            kernels.jit().im2col(x, kh, kw, *self.stride, ph, pw, g.ho, g.wo, cols.reshape(-1))
+        else:
+            padded = _Scratch([(g.c, g.n, g.rows, g.row_len)], dtype).views[0]
+            padded.fill(0)
+            np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
+            np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wo), self._windows(padded, g, g.wo))
+            del padded
 
         out = np.empty((f, positions), dtype=dtype)    # channel-major (F, N, Ho, Wo)
         np.matmul(weight.reshape(f, k).astype(dtype, copy=False), cols, out=out)
         if self.bias is not None:
-            np.add(out, self.bias.data.astype(dtype, copy=False)[:, None], out=out)
+            bias = self.bias.data.astype(dtype, copy=False)
+            if kernels.active():
+                kernels.jit().add_bias_rows(out.reshape(-1), bias, f, positions)
+            else:
+                np.add(out, bias[:, None], out=out)
         self._cache = _Conv2dCache(cols, g, np.dtype(dtype))
         return out.reshape(f, g.n, g.ho, g.wo).transpose(1, 0, 2, 3)
 
@@ -298,7 +307,8 @@ class Conv2d(InitializedLayer):
                              f"{expected}, got {dout.shape}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         f, k = self.out_channels, g.c * kh * kw
-        wide = input_grad and g.wr > g.wo
+        compiled = kernels.active()
+        wide = input_grad and g.wr > g.wo and not compiled
         width = g.wr if wide else g.wo
         per_sample = g.ho * width
         chunk = max(1, min(g.n, _DX_BLOCK_BYTES // max(1, k * per_sample * dtype.itemsize)))
@@ -309,7 +319,8 @@ class Conv2d(InitializedLayer):
         shapes = [(f, g.n, g.ho, g.wo)] if copy_dy else []
         if input_grad:
             shapes += [(f, g.n, g.ho, width)] if wide else []
-            shapes += [(g.c, g.n, g.rows, g.row_len), (k, chunk * per_sample)]
+            shapes += [] if compiled else [(g.c, g.n, g.rows, g.row_len)]
+            shapes += [(k, chunk * per_sample)]
         scratch = _Scratch(shapes, dtype).views
         if copy_dy:
             dy = scratch.pop(0)
@@ -329,6 +340,8 @@ class Conv2d(InitializedLayer):
         if not input_grad:
             return None
 
+        if compiled:
+            return self._input_grad_compiled(dy, scratch[0], g, chunk, dtype)
         if wide:    # dY widened to Wr columns per output row (zeros beyond Wo)
             dy_wide = scratch.pop(0)
             dy_wide[..., g.wo:] = 0
@@ -353,12 +366,30 @@ class Conv2d(InitializedLayer):
         np.copyto(dx, dpadded[:, :, ph:ph + g.h, pw:pw + g.w])
         return dx.transpose(1, 0, 2, 3)
 
+    def _input_grad_compiled(self, dy: np.ndarray, block: np.ndarray, g: _Geometry, chunk: int,
+                             dtype: np.dtype) -> np.ndarray:
+        """``dx = col2im(W^T dY)``, ``chunk`` samples at a time: a BLAS product into ``block``, then one
+        compiled pass adds its taps straight into the channel-major ``dx`` (no padded buffer, no copy)."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        f, k, per_sample = self.out_channels, g.c * kh * kw, g.ho * g.wo
+        weight_t = np.ascontiguousarray(self.weight.data.reshape(f, k).T, dtype=dtype)
+        dx = np.empty((g.c, g.n, g.h, g.w), dtype=dtype)
+        col2im = kernels.jit().col2im
+        for n0 in range(0, g.n, chunk):
+            count = min(chunk, g.n - n0)
+            dcols = block.reshape(-1)[:k * count * per_sample].reshape(k, count * per_sample)
+            np.matmul(weight_t, dy[:, n0 * per_sample:(n0 + count) * per_sample], out=dcols)
+            col2im(dcols.reshape(-1), g.n, n0, count, g.c, g.h, g.w, kh, kw, sh, sw, ph, pw, g.ho, g.wo,
+                   dx.reshape(-1))
+        return dx.transpose(1, 0, 2, 3)
+
 
 class _MaxPoolCache(NamedTuple):
     argmax: np.ndarray | None     # (B, Ho, Wo): window tap u*kw + v of each maximum
     planes: np.ndarray | None     # the (-inf padded) (B, Hp, Wp) input, kept instead when argmax is deferred
     input_shape: tuple[int, ...]
     channel_major: bool           # the planes are ordered (C, N), not (N, C)
+    compiled: bool = False        # made by the compiled path: planes unpadded, taps never in the padding
 
 
 def _planes(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -498,6 +529,8 @@ class MaxPool2d(Module):
         x = _validate.layer_input(x, "MaxPool2d")
         ho, wo = self._output_hw(x.shape)
         self._cache = None      # release the previous step's argmax first
+        if kernels.active() and x.dtype in (np.float32, np.float64):
+            return self._forward_compiled(x, ho, wo)
         planes, channel_major = self._padded_planes(x)
         taps, scratch = self._gather_taps(planes, ho, wo)
         if self.training:
@@ -509,6 +542,30 @@ class MaxPool2d(Module):
                 np.maximum(out, tap, out=out)
             self._cache = _MaxPoolCache(None, planes, x.shape, channel_major)
         del taps, scratch
+        return _from_planes(out, x.shape, channel_major)
+
+    def _pool_compiled(self, planes: np.ndarray, ho: int, wo: int,
+                       want_argmax: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Maximum (and winning tap) of every window, in one compiled pass over the planes."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        b, h, w = planes.shape
+        out = np.empty((b, ho, wo), dtype=planes.dtype)
+        code_dtype = np.uint8 if kh * kw <= 256 else np.uint16
+        argmax = np.empty((b, ho, wo), dtype=code_dtype) if want_argmax else np.empty(1, dtype=code_dtype)
+        jit = kernels.jit()
+        flat, flat_out, flat_argmax = planes.reshape(-1), out.reshape(-1), argmax.reshape(-1)
+        if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+            jit.maxpool2x2_forward(flat, b, h, w, ho, wo, flat_out, flat_argmax, want_argmax)
+        else:
+            jit.maxpool_forward(flat, b, h, w, kh, kw, sh, sw, ph, pw, ho, wo, flat_out, flat_argmax,
+                                want_argmax)
+        return out, (argmax if want_argmax else None)
+
+    def _forward_compiled(self, x: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        """The forward on the compiled path: no padded copy, no gathered taps (see :mod:`trainlab.kernels`)."""
+        planes, channel_major = _planes(x)
+        out, argmax = self._pool_compiled(planes, ho, wo, self.training)
+        self._cache = _MaxPoolCache(argmax, None if self.training else planes, x.shape, channel_major, True)
         return _from_planes(out, x.shape, channel_major)
 
     def _corner_index(self, b: int, ho: int, wo: int, hp: int, wp: int) -> np.ndarray:
@@ -524,9 +581,12 @@ class MaxPool2d(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("MaxPool2d.backward called before forward")
-        argmax, planes, shape, channel_major = self._cache
+        argmax, planes, shape, channel_major, compiled = self._cache
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         ho, wo = self.output_shape(shape)[2:]
+        if argmax is None and compiled:
+            argmax = self._pool_compiled(planes, ho, wo, True)[1]
+            self._cache = _MaxPoolCache(argmax, None, shape, channel_major, True)
         if argmax is None:
             taps, scratch = self._gather_taps(planes, ho, wo)
             argmax = self._max_and_argmax(taps)[1]
@@ -541,6 +601,11 @@ class MaxPool2d(Module):
         d_planes = np.ascontiguousarray(dout.transpose(1, 0, 2, 3) if channel_major else dout)
         d_planes = d_planes.reshape(argmax.shape)
         b = argmax.shape[0]
+        if compiled and d_planes.dtype in (np.float32, np.float64):
+            dx = np.empty((b, shape[2], shape[3]), dtype=d_planes.dtype)
+            kernels.jit().maxpool_backward(d_planes.reshape(-1), argmax.reshape(-1), b, shape[2], shape[3],
+                                           kh, kw, sh, sw, ph, pw, ho, wo, dx.reshape(-1))
+            return _from_planes(dx, shape, channel_major)
         hp, wp = shape[2] + 2 * ph, shape[3] + 2 * pw
         crop = (ph or pw) or (sh * ho, sw * wo) != (hp, wp)
         dpadded = np.zeros((b, hp, wp), dtype=dout.dtype)

@@ -51,6 +51,7 @@ class Adam(Optimizer):
     """
 
     name = "adam"
+    compiled_updates = True
     tuple_hyperparameters = ("betas",)
     work_slots = 2
 

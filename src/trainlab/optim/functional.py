@@ -21,7 +21,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from trainlab import _blas
+from trainlab import _blas, kernels
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm", "MOMENTUM_FORMS"]
 
@@ -39,6 +39,15 @@ def _denominator(src: np.ndarray, eps: float, eps_inside_sqrt: bool, *, out: np.
         np.sqrt(src, out=out)
         out += eps
     return out
+
+def _compiled_operands(arrays: Sequence[np.ndarray]) -> bool:
+    """True when a compiled update kernel can take ``arrays``: ndarrays of one float dtype and shape, C-contiguous."""
+    first = arrays[0]
+    if not isinstance(first, np.ndarray) or first.dtype not in (np.float32, np.float64):
+        return False
+    return all(isinstance(a, np.ndarray) and a.dtype == first.dtype and a.shape == first.shape
+               and a.flags.c_contiguous and a.flags.writeable for a in arrays)
+
 
 def _scratch(work: Sequence[np.ndarray] | None, i: int, like: np.ndarray) -> np.ndarray:
     """The ``i``-th scratch array, or a fresh one shaped like ``like``."""
@@ -291,9 +300,12 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     ``α_t = α·√c2/(1 − β1^t)``: ``w ← w − α_t · m / (√v + ε·√c2)``, or with ε
     under the root ``w ← w − α_t · m / √(v + ε·c2)``; equal to the forms above
     up to rounding (measured ≤ 1e-15 relative to PyTorch over 100 steps).
-    Where the arrays allow it (as in :func:`sgd`), the two moment updates and the
-    step on ``w`` are BLAS ``axpby``/``axpy`` passes; otherwise ``m`` follows
-    PyTorch's ``lerp`` form ``m + (1 − β1)(d − m)``.
+    On the compiled kernel path (:mod:`trainlab.kernels`) the whole update is one
+    fused multi-core pass over ``w, g, m, v`` for C-contiguous float arrays of one
+    dtype (each element computed in float64, rounded once). Otherwise, where the arrays
+    allow it (as in :func:`sgd`), the two moment updates and the step on ``w`` are BLAS
+    ``axpby``/``axpy`` passes; else ``m`` follows PyTorch's ``lerp`` form
+    ``m + (1 − β1)(d − m)``.
 
     Args:
         param: ``w``, updated in place. grad: ``g``, not modified.
@@ -311,6 +323,19 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         Kingma & Ba 2014, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
         Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization" (ICLR).
     """
+    if bias_correction:
+        bc1 = 1 - beta1 ** step
+        bc2 = 1 - beta2 ** step
+    else:
+        bc1 = bc2 = 1.0
+    operands = (param, grad, exp_avg, exp_avg_sq) + ((max_exp_avg_sq,) if amsgrad else ())
+    if kernels.active() and _compiled_operands(operands):
+        kernels.jit().adam_update(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
+                                  exp_avg_sq.reshape(-1), (max_exp_avg_sq if amsgrad else exp_avg).reshape(-1),
+                                  float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
+                                  bool(decoupled_weight_decay), bool(amsgrad), bool(eps_inside_sqrt),
+                                  float(bc1), float(bc2))
+        return
     if weight_decay != 0 and decoupled_weight_decay:
         param *= 1 - lr * weight_decay
         d, k = grad, 0
@@ -334,11 +359,6 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     if amsgrad:
         np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         second = max_exp_avg_sq
-    if bias_correction:
-        bc1 = 1 - beta1 ** step
-        bc2 = 1 - beta2 ** step
-    else:
-        bc1 = bc2 = 1.0
     bc2_sqrt = math.sqrt(bc2)
     if eps_inside_sqrt:
         np.add(second, eps * bc2, out=s)     # √(v̂ + ε) = √(v + ε·bc2) / √bc2

@@ -51,7 +51,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trainlab import _blas
+from trainlab import _blas, kernels
 from trainlab.nn.module import Parameter
 
 __all__ = ["Optimizer", "check_hyperparameter"]
@@ -163,6 +163,8 @@ class Optimizer:
     work_slots: ClassVar[int] = 2
     #: threads for large updates (None: :func:`default_num_threads`); see the module docstring
     num_threads: ClassVar[int | None] = None
+    #: the update is one multi-core compiled kernel on the compiled path (no lanes then)
+    compiled_updates: ClassVar[bool] = False
     #: a group with fewer values than this is updated in the calling thread only
     parallel_min_elements: ClassVar[int] = 1 << 21
 
@@ -261,6 +263,8 @@ class Optimizer:
 
     def _split(self, group: dict[str, Any]) -> list[list[Parameter]] | None:
         """The group's parameters in lanes of about equal size, or None to run in this thread."""
+        if self.compiled_updates and kernels.active():
+            return None     # the compiled update kernel already runs on every core
         threads = self.num_threads if self.num_threads is not None else default_num_threads()
         params = group["params"]
         if threads < 2 or len(params) < 2:
