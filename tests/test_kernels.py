@@ -304,3 +304,21 @@ def test_dropout_kernel_draws_the_same_mask_and_values_as_the_numpy_path(dtype):
     y1, dx1, _ = run_step(make(), x, dy, "numba")
     np.testing.assert_array_equal(y1, y0)
     np.testing.assert_array_equal(dx1, dx0)
+
+
+@needs_numba
+def test_kernels_launched_from_several_python_threads_agree_with_one_thread():
+    # The workqueue layer takes one launch at a time; trainlab serializes them, so threads are safe.
+    from concurrent.futures import ThreadPoolExecutor
+    x = RNG.standard_normal((256, 300)).astype(np.float32)
+    dy = RNG.standard_normal(x.shape).astype(np.float32)
+
+    def work(_):
+        return run_step(nn.BatchNorm1d(300), x, dy, "numba")[1]
+    expected = work(0)
+    with ThreadPoolExecutor(4) as pool:
+        results = list(pool.map(work, range(8)))
+    for dx in results:
+        np.testing.assert_array_equal(dx, expected)
+    if not os.environ.get("NUMBA_THREADING_LAYER"):
+        assert kernels.threading_layer() == "workqueue"

@@ -21,8 +21,14 @@ a fixed order (float64 accumulators), so results are bit-identical whatever
 
 Threads: Numba's pool starts with ``NUMBA_NUM_THREADS`` threads (default: the number
 of CPUs); :func:`set_num_threads` lowers the count used. The kernels run between
-OpenBLAS calls on the same cores; see :mod:`trainlab.kernels._jit` for how the
-two pools are kept from fighting.
+OpenBLAS calls on the same cores, and both pools' idle threads compete for them:
+OpenBLAS's workers spin for a while after every call, and so do OpenMP's (GNU
+OpenMP's default wait policy). Measured on 2 cores (benchmarks/kernel_threads.py and
+paired A/B steps), Numba's ``omp`` layer with 2 threads made every workload slower,
+up to 18x for a BatchNorm right after a GEMM, while the ``workqueue`` layer, whose
+idle threads sleep, never did. So trainlab selects ``workqueue`` unless
+``NUMBA_THREADING_LAYER`` says otherwise; as that layer does not take concurrent
+launches, launches from several Python threads are serialized by a lock.
 
 Compilation is lazy (``import trainlab`` never imports Numba) and cached on disk:
 next to the package when that directory is writable, otherwise in
@@ -41,14 +47,14 @@ from contextlib import contextmanager
 from types import ModuleType
 
 __all__ = ["PATHS", "path", "set_path", "use", "active", "available", "set_num_threads",
-           "get_num_threads", "jit", "cache_dir"]
+           "get_num_threads", "jit", "cache_dir", "threading_layer"]
 
 #: the two kernel paths
 PATHS = ("numba", "numpy")
 ENV_VAR = "TRAINLAB_KERNELS"
 
 _lock = threading.Lock()
-_jit_module: ModuleType | None = None
+_jit_module: ModuleType | _Serialized | None = None
 _numba_available: bool | None = None
 _threads: int | None = None
 
@@ -154,7 +160,36 @@ def cache_dir(package_dir: str | None = None) -> str | None:
     return os.path.join(base, "numba")
 
 
-def jit() -> ModuleType:
+class _Serialized:
+    """The kernels module with every kernel launch under one lock (for the ``workqueue`` layer)."""
+
+    def __init__(self, module: ModuleType) -> None:
+        self._module = module
+        self._launch = threading.Lock()
+
+    def __getattr__(self, name: str):
+        value = getattr(self._module, name)
+        if not callable(value) or name in ("set_threads", "get_threads"):
+            return value
+        launch = self._launch
+
+        def serialized(*args):
+            with launch:
+                return value(*args)
+        serialized.__name__ = name
+        serialized.__doc__ = value.__doc__
+        setattr(self, name, serialized)       # looked up once per name
+        return serialized
+
+
+def threading_layer() -> str:
+    """The Numba threading layer the kernels use (``workqueue`` unless ``NUMBA_THREADING_LAYER`` is set)."""
+    jit()
+    import numba
+    return str(numba.config.THREADING_LAYER)
+
+
+def jit() -> ModuleType | _Serialized:
     """The compiled kernels (imports Numba on first use)."""
     global _jit_module
     if _jit_module is None:
@@ -165,8 +200,11 @@ def jit() -> ModuleType:
                 if directory is not None:
                     # the cache locator is chosen when the kernels are decorated, so set it first
                     numba.config.CACHE_DIR = directory
+                if not os.environ.get("NUMBA_THREADING_LAYER"):
+                    numba.config.THREADING_LAYER = "workqueue"   # idle threads sleep (see above)
                 from trainlab.kernels import _jit
                 if _threads is not None:
                     _jit.set_threads(_threads)
-                _jit_module = _jit
+                serialize = numba.config.THREADING_LAYER == "workqueue"
+                _jit_module = _Serialized(_jit) if serialize else _jit
     return _jit_module

@@ -17,9 +17,8 @@ Conventions shared by every kernel:
   block (the loop order that makes per-channel statistics fast; a column-wise loop is
   several times slower than NumPy).
 
-Threads: Numba's pool (the ``omp`` layer where available, else ``workqueue``) runs
-between OpenBLAS calls on the same cores. See ``tests/test_kernels.py`` and the
-README's "Speed" section for the measured interplay and the chosen counts.
+Threads: Numba's pool runs between OpenBLAS calls on the same cores; the threading
+layer and the counts are chosen in :mod:`trainlab.kernels` (with the measurements).
 """
 
 from __future__ import annotations

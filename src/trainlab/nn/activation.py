@@ -102,6 +102,18 @@ def _axis_order(a: np.ndarray) -> tuple[int, ...]:
     return tuple(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
 
 
+def _compiled_backward(kernel: str, dout: np.ndarray, saved: np.ndarray) -> np.ndarray | None:
+    """``dx`` from the compiled kernel ``kernel(dout, saved, dx)`` in one pass, or None (the NumPy path)."""
+    if saved.dtype != np.bool_ and dout.dtype != saved.dtype:
+        return None
+    flats = _compiled_operands(dout, saved)
+    if flats is None:
+        return None
+    dx, flat_dx = _like(dout)
+    getattr(kernels.jit(), kernel)(*flats, flat_dx)
+    return dx
+
+
 def _like(x: np.ndarray, dtype: np.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
     """A new array with the memory layout of ``x`` and its flat view."""
     out = np.empty_like(x, dtype=dtype)
@@ -137,12 +149,8 @@ class ReLU(Activation):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         mask = self._saved()
         dout = np.asarray(dout)
-        flats = _compiled_operands(dout, mask)
-        if flats is not None:
-            dx, flat_dx = _like(dout)
-            kernels.jit().masked_copy(*flats, flat_dx)
-            return dx
-        return np.multiply(dout, mask)
+        dx = _compiled_backward("masked_copy", dout, mask)
+        return np.multiply(dout, mask) if dx is None else dx
 
 
 class LeakyReLU(Activation):
@@ -195,10 +203,8 @@ class Tanh(Activation):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         out = self._saved()
         dout = np.asarray(dout)
-        flats = _compiled_operands(dout, out) if dout.dtype == out.dtype else None
-        if flats is not None:   # one pass instead of three
-            dx, flat_dx = _like(dout)
-            kernels.jit().tanh_backward(*flats, flat_dx)
+        dx = _compiled_backward("tanh_backward", dout, out)     # one pass instead of three
+        if dx is not None:
             return dx
         dx = np.square(out)
         np.subtract(1, dx, out=dx)
@@ -222,10 +228,8 @@ class Sigmoid(Activation):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         out = self._saved()
         dout = np.asarray(dout)
-        flats = _compiled_operands(dout, out) if dout.dtype == out.dtype else None
-        if flats is not None:   # one pass instead of three
-            dx, flat_dx = _like(dout)
-            kernels.jit().sigmoid_backward(*flats, flat_dx)
+        dx = _compiled_backward("sigmoid_backward", dout, out)     # one pass instead of three
+        if dx is not None:
             return dx
         dx = np.subtract(1, out)
         dx *= out
