@@ -7,12 +7,16 @@ thread, and a deadline per call, so a loader that allocates without bound ends i
 ``MemoryError`` (reported as such) instead of swapping the machine, and one that hangs is
 killed and reported as a hang. The child is restarted after a hang or a crash.
 
-Each call returns an :class:`Outcome`: ``ok`` (with a short summary of what was returned),
-``error`` (the exception's class, its MRO names and message), ``hang`` or ``crash``.
-The usual assertion is :meth:`Outcome.check`: the call either succeeded or raised the
-module's own error type. Targets are ``"module:function"`` names importable in the child:
-trainlab's modules, or a helper module in ``tests/`` (the folder is on the child's path),
-which can also check invariants after the call (raising ``AssertionError`` if one fails).
+Each call returns an :class:`Outcome`: ``ok`` (with a short summary of what was returned and
+a SHA-256 ``digest`` of its arrays, so a fuzz test can tell a correct load from a wrong one),
+``error`` (the exception's class, its MRO names and message), ``hang`` or ``crash``. Every
+outcome from a live child also carries the call's memory: ``rss_start`` (resident bytes
+before the call) and ``rss_peak`` (the high-water mark during it, reset before each call
+through ``/proc/self/clear_refs``; 0 where that is unavailable). The usual assertion is
+:meth:`Outcome.check`: the call either succeeded or raised the module's own error type.
+Targets are ``"module:function"`` names importable in the child: trainlab's modules, or a
+helper module in ``tests/`` (the folder is on the child's path), which can also check
+invariants after the call (raising ``AssertionError`` if one fails).
 
 How many examples each fuzz test draws: :func:`fuzz_settings`, from ``TRAINLAB_FUZZ_EXAMPLES``
 (default :data:`DEFAULT_EXAMPLES`, sized so that the fuzz suite runs in CI in well under two
@@ -40,7 +44,7 @@ _SRC = str(Path(__file__).resolve().parents[1] / "src")
 
 _CHILD = textwrap.dedent(
     """
-    import importlib, json, resource, sys, traceback
+    import hashlib, importlib, json, resource, sys, traceback
     limit = int(sys.argv[1])
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     import numpy  # noqa: F401  (imported once, under the limit, before the first call)
@@ -53,17 +57,53 @@ _CHILD = textwrap.dedent(
         if shape is not None:
             return f"{type(value).__name__}{tuple(shape)}:{getattr(value, 'dtype', '')}"
         return type(value).__name__
+    def feed(h, value):
+        if isinstance(value, (tuple, list)):
+            h.update(b"[%d" % len(value))
+            for item in value:
+                feed(h, item)
+        elif isinstance(value, numpy.ndarray):
+            h.update(f"{value.dtype.str}{value.shape}".encode())
+            flat = value.reshape(-1)  # a view when contiguous: hashing copies nothing
+            h.update(flat.view(numpy.uint8) if flat.dtype.kind != "O" else repr(flat.tolist()).encode())
+        else:
+            h.update(repr(value).encode())
+    def memory(field):  # bytes from /proc/self/status (VmRSS, VmHWM), 0 where unavailable
+        try:
+            with open("/proc/self/status") as status:
+                for row in status:
+                    if row.startswith(field + ":"):
+                        return int(row.split()[1]) * 1024
+        except OSError:
+            pass
+        return 0
+    def reset_peak():
+        try:
+            with open("/proc/self/clear_refs", "w") as refs:
+                refs.write("5")
+            return True
+        except OSError:
+            return False
     for line in sys.stdin:
         request = json.loads(line)
         module, _, name = request["target"].partition(":")
+        peak_known = reset_peak()
+        start = memory("VmRSS")
         try:
             fn = getattr(importlib.import_module(module), name)
             value = fn(*request["args"], **request["kwargs"])
-            reply = {"status": "ok", "summary": summary(value)}
+            peak = memory("VmHWM") if peak_known else 0  # before the digest below
+            h = hashlib.sha256()
+            feed(h, value)
+            reply = {"status": "ok", "summary": summary(value), "digest": h.hexdigest()}
         except BaseException as exc:  # the outcome is the point: report every exception
             reply = {"status": "error", "type": type(exc).__name__,
                      "mro": [c.__name__ for c in type(exc).__mro__], "message": str(exc)[:2000],
                      "traceback": traceback.format_exc()[-4000:]}
+        value = None
+        if reply["status"] == "error":
+            peak = memory("VmHWM") if peak_known else 0
+        reply.update(rss_start=start, rss_peak=peak)
         out.write(json.dumps(reply) + "\\n")
         out.flush()
     """
@@ -79,7 +119,15 @@ class Outcome:
     mro: list[str] = field(default_factory=list)
     message: str = ""
     summary: str = ""                 #: what an "ok" call returned, e.g. "ndarray(12, 3):float32"
+    digest: str = ""                  #: SHA-256 of an "ok" call's arrays (dtype, shape, bytes) and other values
     traceback: str = ""
+    rss_start: int = 0                #: the child's resident bytes when the call began
+    rss_peak: int = 0                 #: its resident high-water mark during the call (0: unknown)
+
+    @property
+    def rss_growth(self) -> int:
+        """Bytes the call's peak resident memory rose above its start (0 when unknown)."""
+        return max(0, self.rss_peak - self.rss_start) if self.rss_peak else 0
 
     def raised(self, error: type[BaseException] | str) -> bool:
         name = error if isinstance(error, str) else error.__name__

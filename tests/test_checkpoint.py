@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import struct
 import time
 import tracemalloc
@@ -576,3 +577,210 @@ def test_damaged_format_1_files_are_refused(tmp_path):
         with pytest.raises(CheckpointError, match="v1.safetensors"):
             trainer.resume(path, np.random.default_rng(0))
     cf.assert_same(trainer.model.state_dict(), before)
+
+
+# ---------------------------------------------------------------------------------------------
+# Temporary files left by a SIGKILL mid-save
+# ---------------------------------------------------------------------------------------------
+_SAVERS = """
+import os, signal, sys, time
+import numpy as np
+from trainlab import checkpoint, nn
+signal.signal(signal.SIGCHLD, signal.SIG_IGN)      # the kernel reaps the savers
+model = nn.Sequential(nn.Linear(256, 256, rng=np.random.default_rng(0)))
+for line in sys.stdin:                             # "<mode> <path>": fork one saver, which prints its pid
+    mode, path = line.split()
+    if os.fork() == 0:
+        try:
+            if mode == "hold":                     # stop inside the save: bytes written, not yet renamed
+                def hold(fd):
+                    print(os.getpid(), flush=True)
+                    time.sleep(120)
+                checkpoint.os.fsync = hold
+            else:                                  # "loop": save over and over until killed
+                print(os.getpid(), flush=True)
+            for _ in range(100_000):
+                checkpoint.save(path, model, epoch=1)
+        finally:
+            os._exit(0)
+"""
+
+
+@pytest.fixture(scope="module")
+def savers():
+    """Start saver processes (forked from one child, so trainlab is imported once) and SIGKILL them."""
+    import select
+    import signal
+    import subprocess
+    import sys
+
+    server = subprocess.Popen([sys.executable, "-c", _SAVERS], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True, env={**os.environ, "OPENBLAS_NUM_THREADS": "1"})
+    started = []
+
+    class Savers:
+        def start(self, mode, path):
+            server.stdin.write(f"{mode} {path}\n")
+            server.stdin.flush()
+            assert select.select([server.stdout], [], [], 60)[0], "no saver started"
+            pid = int(server.stdout.readline())
+            started.append(pid)
+            return pid
+
+        def kill(self, pid):
+            os.kill(pid, signal.SIGKILL)
+            for _ in range(1000):                  # until it is gone, and its locks with it
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    return
+                time.sleep(0.01)
+            raise AssertionError(f"saver {pid} did not die")
+
+    try:
+        yield Savers()
+    finally:
+        for pid in started:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        server.stdin.close()
+        server.wait(30)
+        server.stdout.close()
+
+
+def _temps(folder):
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".tmp"))
+
+
+def test_stale_temp_files_are_removed_at_the_next_save_and_live_ones_kept(tmp_path, savers):
+    """SIGKILL a process mid-save: its temp file is stale and goes; a process saving right now keeps its own."""
+    model, opt = make()
+    savers.kill(savers.start("hold", tmp_path / "last.safetensors"))
+    stale = _temps(tmp_path)
+    assert len(stale) == 1 and re.fullmatch(r"\.last\.safetensors\.trainlab-[a-z0-9_]{8}\.tmp", stale[0])
+    alive = savers.start("hold", tmp_path / "best.safetensors")       # holds its temp file's lock
+    try:
+        live = [name for name in _temps(tmp_path) if name not in stale]
+        assert len(live) == 1 and live[0].startswith(".best.safetensors.trainlab-")
+        others = [".notes.txt.trainlab-abcdefgh.tmp.bak", ".x.abcdefgh.tmp", "y.trainlab-abcdefgh.tmp",
+                  ".z.trainlab-abcdefg.tmp"]
+        for name in others:                                           # not trainlab's pattern: never touched
+            (tmp_path / name).write_text("keep")
+        checkpoint.save(tmp_path / "other.safetensors", model, opt, epoch=1)
+        assert _temps(tmp_path) == sorted(live + [n for n in others if n.endswith(".tmp")])
+    finally:
+        savers.kill(alive)
+    checkpoint.atomic_write_bytes(tmp_path / "metrics.jsonl", b"{}\n")   # any atomic write cleans its folder
+    assert [n for n in _temps(tmp_path) if "trainlab-" in n] == [".z.trainlab-abcdefg.tmp", "y.trainlab-abcdefgh.tmp"]
+    assert (tmp_path / "other.safetensors").is_file() and not (tmp_path / "best.safetensors").exists()
+
+
+def test_sigkill_at_random_moments_never_leaves_a_half_written_checkpoint(tmp_path, savers):
+    """Savers killed at 20 random moments: the target always loads, and the next save removes the temp file."""
+    target = tmp_path / "last.safetensors"
+    rng = np.random.default_rng(0)
+    model = nn.Sequential(nn.Linear(256, 256, rng=np.random.default_rng(0)))
+    mid_save = 0
+    for _ in range(20):
+        pid = savers.start("loop", target)
+        time.sleep(float(rng.uniform(0.0, 0.05)))
+        savers.kill(pid)
+        mid_save += bool(_temps(tmp_path))
+        if target.exists():
+            assert checkpoint.load(target, model)["epoch"] == 1
+        checkpoint.save(tmp_path / "next.safetensors", model, epoch=2)
+        assert _temps(tmp_path) == []
+    assert mid_save >= 1, "no kill hit a save in progress (they do about half the time)"
+
+
+# ---------------------------------------------------------------------------------------------
+# Loads change nothing unless they succeed; saves refuse what they could not read back
+# ---------------------------------------------------------------------------------------------
+def _model_optimizer_generators(model, opt):
+    return {"model": model.state_dict(), "optimizer": opt.state_dict(),
+            "generators": [m.rng.bit_generator.state for m in model.modules() if hasattr(m, "rng")]}
+
+
+@pytest.mark.parametrize("case", ["meta missing", "garbage module-RNG state", "module RNG for a module without one",
+                                  "optimizer lr is a string", "optimizer moment of the wrong shape",
+                                  "reference to a missing tensor", "metadata nested 200,000 deep"])
+def test_checkpoint_load_refusals_change_nothing(tmp_path, case):
+    edits, fragment = CRAFTED[case]
+    path = tmp_path / "crafted.safetensors"
+    path.write_bytes(cf.edited(_trainer_file(tmp_path), **edits))
+    trainer, _ = cf.small_trainer(seed=5)
+    model, opt = trainer.model, trainer.optimizer
+    before = _model_optimizer_generators(model, opt)
+    with pytest.raises(CheckpointError, match=fragment):
+        checkpoint.load(path, model, opt)
+    cf.assert_same(_model_optimizer_generators(model, opt), before)
+
+
+def test_a_step_that_fails_late_is_rolled_back(tmp_path, monkeypatch):
+    """If the model refuses its state after the optimizer took its own, the optimizer is restored."""
+    path = tmp_path / "good.safetensors"
+    _trainer_file(tmp_path)
+    trainer, _ = cf.small_trainer(seed=5)
+    model, opt = trainer.model, trainer.optimizer
+    before = _model_optimizer_generators(model, opt)
+    prepared = checkpoint.prepare(path, model, opt)
+
+    def refuse(state, strict=True):
+        for value in model.parameters():
+            value.data[...] = 7.0            # half-applied, then a failure
+        raise RuntimeError("disk on fire")
+
+    real = model.load_state_dict
+    monkeypatch.setattr(model, "load_state_dict", lambda state, strict=True: (
+        refuse(state) if state is prepared.model_state else real(state, strict)))
+    with pytest.raises(CheckpointError, match="does not fit: model state: disk on fire"):
+        prepared.apply()
+    cf.assert_same(_model_optimizer_generators(model, opt), before)
+
+
+def test_callback_states_are_checked_before_they_are_set():
+    from trainlab.train import Checkpoint, EarlyStopping
+
+    stop = EarlyStopping(patience=2)
+    stop.load_state_dict({"best": 0.5, "wait": 1})
+    assert (stop.best, stop.wait) == (0.5, 1)
+    for bad, message in [({"best": "x", "wait": 0}, "'best' must be a number"), ({"best": 0.1, "wait": 1.5}, "'wait'"),
+                         ({"best": 0.1, "wait": True}, "'wait'"), ({"best": 0.1, "wait": -1}, "'wait'"),
+                         ({"best": [1]}, "'best'"), ({"wait": 0, "patience": 3}, "unexpected key"), ([], "a dict")]:
+        with pytest.raises(ValueError, match=message):
+            stop.load_state_dict(bad)
+        assert (stop.best, stop.wait) == (0.5, 1)
+    ckpt = Checkpoint("unused", monitor="val_loss")
+    ckpt.load_state_dict({"best": None})
+    assert ckpt.best == float("inf")
+    with pytest.raises(ValueError, match="Checkpoint.load_state_dict: 'best' must be a number"):
+        ckpt.load_state_dict({"best": "0.1"})
+    assert ckpt.best == float("inf")
+
+
+def test_save_refuses_what_it_could_not_read_back(tmp_path):
+    model, opt = make()
+    cases = [({"x": np.zeros(2, dtype=np.complex64)}, TypeError, "complex64 array 'meta/x'"),
+             ({"x": np.array(["a"], dtype=object)}, TypeError, "object array"),
+             ({"x": {1.5: 1}}, TypeError, "key 1.5 at 'meta/x'"),
+             ({"x": {True: 1}}, TypeError, "key True"),
+             ({"x": {(1, 2): 1}}, TypeError, r"key \(1, 2\)"),
+             ({"x": object()}, TypeError, "cannot store a object"),
+             ({"x": np.datetime64("2020-01-01")}, TypeError, "cannot store a datetime64 at 'meta/x'"),
+             ({"x": np.complex64(1)}, TypeError, "cannot store a complex at 'meta/x'"),
+             ({"x": json.loads(_deep(70))}, ValueError, "nested deeper than 64"),
+             ({"x": "y" * (checkpoint.MAX_HEADER_BYTES + 1)}, CheckpointError, "more than the 16777216")]
+    for meta, error, message in cases:
+        with pytest.raises(error, match=message):
+            checkpoint.save(tmp_path / "c.safetensors", model, opt, **meta)
+    assert list(tmp_path.iterdir()) == []                       # nothing written, no temp file left
+
+
+def test_arrays_whose_names_collide_are_kept_apart(tmp_path):
+    model, opt = make()
+    meta = {"a/0": np.arange(2), "a": [np.arange(3)]}           # both would be "meta/a/0"
+    back = checkpoint.load(checkpoint.save(tmp_path / "c.safetensors", model, opt, **meta), model, opt)
+    np.testing.assert_array_equal(back["a/0"], np.arange(2))
+    np.testing.assert_array_equal(back["a"][0], np.arange(3))

@@ -278,8 +278,27 @@ def test_offline_error_names_cache_folder_and_files(cache, monkeypatch):
     assert str(folder) in message and "TRAINLAB_DATA" in message
     for record in dl.SOURCES["fashion_mnist"].files.values():
         assert record.filename in message and record.sha256 in message
-    assert "unreachable" in message
+    assert "unreachable" in message and "\n" not in message and isinstance(info.value, data.DataError)
     assert not folder.exists() or list(folder.iterdir()) == []  # nothing half-written
+
+
+def test_offline_switch_fails_fast_without_a_network_call(cache, monkeypatch):
+    def network_touched(*args, **kwargs):
+        raise AssertionError("the network was touched")
+
+    monkeypatch.setattr(dl, "urlopen", network_touched)
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "1")
+    with pytest.raises(data.DownloadError, match="TRAINLAB_OFFLINE is set") as info:
+        data.load("mnist")
+    message = str(info.value)
+    assert str(cache / "mnist") in message and "\n" not in message
+    for record in dl.SOURCES["mnist"].files.values():
+        assert record.filename in message
+    assert isinstance(info.value, OSError) and isinstance(info.value, ValueError)
+    make_fake_mnist(cache / "mnist")                      # files in place: offline works
+    assert len(data.load("mnist", verify=False, val_size=10).test.y) == 30
+    monkeypatch.setenv("TRAINLAB_OFFLINE", "0")
+    assert not dl.offline()
 
 
 def test_download_is_atomic(tmp_path, monkeypatch):
@@ -533,3 +552,236 @@ def test_batches_validation():
         data.Batches(x, y, 2.5, shuffle=False)
     with pytest.raises(ValueError, match="y has 9 rows"):
         data.Batches(x, y[:9], 4, shuffle=False)
+
+
+# --------------------------------------------------------------------------- hardening: limits and messages
+
+
+def test_error_types():
+    assert issubclass(data.DataError, ValueError)
+    assert issubclass(data.ChecksumError, data.DataError)
+    assert issubclass(data.DownloadError, data.DataError) and issubclass(data.DownloadError, OSError)
+    assert data.DEFAULT_MAX_BYTES == 2**30 and data.DEFAULT_MAX_CLASSES == 10_000
+
+
+def twelve_rows(tmp_path, label: int, suffix: str) -> Path:
+    labels = np.arange(12) % 3
+    labels[5] = label
+    path = tmp_path / f"twelve{suffix}"
+    if suffix == ".npz":
+        np.savez(path, x=np.ones((12, 2)), y=labels)
+    else:
+        path.write_text("a,b,label\n" + "".join(f"{i},1,{v}\n" for i, v in enumerate(labels)))
+    return path
+
+
+@pytest.mark.parametrize("suffix, place", [(".npz", "row 5"), (".csv", "line 7")])
+def test_label_of_a_billion_in_twelve_rows_is_refused(tmp_path, suffix, place):
+    path = twelve_rows(tmp_path, 10**9, suffix)
+    with pytest.raises(data.DataError) as info:
+        data.load(path)
+    message = str(info.value)
+    for part in (path.name, place, "label 1000000000", "1,000,000,001 classes", "10,000 allowed",
+                 "4 distinct labels from 0 to 1000000000 in 12 samples", "max_classes=",
+                 "TRAINLAB_DATA_MAX_CLASSES"):
+        assert part in message, (part, message)
+
+
+def test_class_bound_is_raisable_by_keyword_and_environment(tmp_path, monkeypatch):
+    path = twelve_rows(tmp_path, 20_000, ".csv")
+    with pytest.raises(data.DataError, match="20,001 classes"):
+        data.load(path)
+    assert data.load(path, max_classes=20_001).num_classes == 20_001
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_CLASSES", "50000")
+    assert data.load(path).num_classes == 20_001
+    with pytest.raises(data.DataError, match="20,001 classes, more than the 100 allowed"):
+        data.load(path, max_classes=100)                  # the keyword wins over the environment
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_CLASSES", "lots")
+    with pytest.raises(data.DataError, match="TRAINLAB_DATA_MAX_CLASSES='lots' is not valid"):
+        data.load(path)
+    with pytest.raises(ValueError, match="max_classes must be a positive integer"):
+        data.load(path, max_classes=0)
+    with pytest.raises(TypeError, match="max_classes"):
+        data.load(path, max_classes=2.5)
+
+
+def test_labels_that_skip_a_class_keep_the_empty_class(tmp_path):
+    """Labels {0, 2}: K = 3 with class 1 empty, as for torch's CrossEntropyLoss; nothing is renumbered."""
+    path = tmp_path / "gap.npz"
+    np.savez(path, x=np.arange(20.0).reshape(10, 2), y=np.array([0, 2] * 5))
+    splits = data.load(path)
+    assert splits.num_classes == 3
+    y_all = np.concatenate([splits.train.y, splits.val.y, splits.test.y])
+    assert set(y_all.tolist()) == {0, 2}
+
+
+def test_whole_float_labels_over_int64_range_are_refused(tmp_path):
+    path = tmp_path / "huge.npz"
+    np.savez(path, x=np.ones((3, 2)), y=np.array([0.0, 1e300, 1.0]))
+    with pytest.raises(data.DataError, match="row 1: label 1000000"):
+        data.load(path)
+
+
+@pytest.mark.parametrize("arrays, compressed", [
+    ({"x": np.arange(24.0).reshape(6, 4), "y": np.arange(6) % 2}, False),
+    ({"x": np.asfortranarray(np.arange(24.0).reshape(6, 4)), "y": np.arange(6) % 2}, True),
+    ({"x": np.arange(30, dtype=">i4").reshape(5, 3, 2), "y": np.arange(5, dtype=">u2") % 2}, False),
+    ({"x": np.arange(12, dtype=np.float16).reshape(6, 2), "y": (np.arange(6) % 2).astype(bool)}, True),
+    ({"x": np.zeros((4, 1), np.uint8), "y": np.zeros(4, np.int8), "extra": np.array(["kept", "aside"])}, False),
+    ({"x": np.ones((1, 200_000)), "y": np.zeros(1)}, True),
+])
+def test_npz_reader_matches_numpy(tmp_path, arrays, compressed):
+    path = tmp_path / "same.npz"
+    (np.savez_compressed if compressed else np.savez)(path, **arrays)
+    x, y = data.load_npz(path)
+    with np.load(path) as reference:
+        np.testing.assert_array_equal(x, reference["x"])
+        assert x.dtype == reference["x"].dtype and x.shape == reference["x"].shape
+        np.testing.assert_array_equal(y, reference["y"].astype(np.int64))
+    assert y.dtype == np.int64
+
+
+def test_npz_size_limit_by_keyword_and_environment(tmp_path, monkeypatch):
+    path = tmp_path / "table.npz"
+    np.savez(path, x=np.ones((100, 10)), y=np.zeros(100, np.int64))      # 8,000 + 800 bytes (+ headers)
+    with pytest.raises(data.DataError) as info:
+        data.load(path, max_bytes=4096)
+    message = str(info.value)
+    assert "table.npz" in message and "over the 4,096-byte limit" in message
+    assert "max_bytes=" in message and "TRAINLAB_DATA_MAX_BYTES" in message
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_BYTES", "8K")
+    with pytest.raises(data.DataError, match="8,192-byte limit"):
+        data.load_npz(path)
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_BYTES", "1MiB")
+    assert data.load_npz(path)[0].shape == (100, 10)
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_BYTES", "-3")
+    with pytest.raises(data.DataError, match="TRAINLAB_DATA_MAX_BYTES='-3' is not valid"):
+        data.load_npz(path)
+
+
+def test_npz_shapes_checked_before_reading(tmp_path):
+    path = tmp_path / "mismatch.npz"
+    np.savez(path, x=np.ones((5, 2)), y=np.zeros(4))
+    with pytest.raises(data.DataError, match="x has 5 samples"):
+        data.load(path)
+    np.savez(path, x=np.ones((3, 2)), y=np.zeros((3, 1)))
+    with pytest.raises(data.DataError, match=r"member 'y.npy': y must have shape \(N,\)"):
+        data.load(path)
+
+
+def test_single_npy_and_directories_and_missing_files(tmp_path):
+    npy = tmp_path / "one.npz"
+    np.save(tmp_path / "one.npy", np.zeros(3))
+    (tmp_path / "one.npy").rename(npy)
+    with pytest.raises(data.DataError, match="single .npy array"):
+        data.load_npz(npy)
+    folder = tmp_path / "folder.npz"
+    folder.mkdir()
+    for reader in (data.load_npz, data.load_csv, data.read_idx):
+        with pytest.raises(data.DataError, match="folder.npz: is a directory"):
+            reader(folder)
+        with pytest.raises(data.DataError, match="absent.npz: cannot read the file"):
+            reader(tmp_path / "absent.npz")
+    with pytest.raises(data.DataError, match="no such file"):
+        data.load(tmp_path / "absent.csv")
+
+
+def test_csv_non_utf8_names_file_line_and_byte(tmp_path):
+    path = tmp_path / "latin1.csv"
+    path.write_bytes(b"a,b,label\n1,2,0\n3,4,1\n" + "caf\u00e9,5,0\n".encode("latin1"))
+    with pytest.raises(data.DataError) as info:
+        data.load(path)
+    message = str(info.value)
+    assert "latin1.csv: line 4: byte b'\\xe9' at column 4 is not UTF-8" in message, message
+
+
+def test_csv_huge_cell_and_nul(tmp_path):
+    path = tmp_path / "wide.csv"
+    path.write_text("a,label\n1,0\n" + "9" * 131_073 + ",1\n")
+    with pytest.raises(data.DataError, match=r"wide.csv: line 3: a cell longer than 131,072 characters.*quote"):
+        data.load(path)
+    path.write_text('a,label\n"1,0\n2,1\n' + "3,0\n" * 40_000)
+    with pytest.raises(data.DataError, match="unclosed quote"):
+        data.load(path)
+    path.write_bytes(b"a,label\n1,0\n2\x00,1\n")
+    with pytest.raises(data.DataError, match=r"line 3, column 'a': '2\\x00' is not a number"):
+        data.load(path)
+
+
+def test_csv_missing_label_column_says_how_to_choose_it(tmp_path):
+    path = tmp_path / "iris.csv"
+    path.write_text("width,height,species\n" + "1,2,0\n" * 10)
+    with pytest.raises(data.DataError) as info:
+        data.load(path)
+    message = str(info.value)
+    for part in ("iris.csv: line 1", "no label column 'label'", "['width', 'height', 'species']",
+                 "--set data.label_column=NAME", "label_column='NAME'"):
+        assert part in message, (part, message)
+    assert data.load(path, label_column="species").num_classes == 1
+
+
+def test_csv_long_header_and_cells_are_shortened_in_messages(tmp_path):
+    path = tmp_path / "many.csv"
+    path.write_text(",".join(f"c{j}" for j in range(500)) + "\n" + ",".join("1" * 500) + "\n")
+    with pytest.raises(data.DataError) as info:
+        data.load(path)
+    assert "480 more" in str(info.value) and len(str(info.value)) < 600
+    path.write_text("a,label\n" + "x" * 5000 + ",1\n")
+    with pytest.raises(data.DataError, match=r"line 2, column 'a': 'xxx.*\(5,000 chars\) is not a number") as info:
+        data.load(path)
+    assert len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize("content, expected", [
+    ("\n\na,label\n1,0\n", "line 1 is blank"),
+    ("\ufeff", "the file is empty"),
+    ("a,label\n\n\n", "no data rows after the header"),
+])
+def test_csv_blank_and_empty_files(tmp_path, content, expected):
+    path = tmp_path / "blank.csv"
+    path.write_text(content, encoding="utf-8")
+    with pytest.raises(data.DataError, match=expected):
+        data.load(path)
+
+
+def test_csv_size_limits(tmp_path, monkeypatch):
+    path = tmp_path / "long.csv"
+    path.write_text("a,label\n" + "1,0\n2,1\n" * 3000)               # 24,008 bytes, 6,000 rows
+    with pytest.raises(data.DataError, match="long.csv: the file has 24,008 bytes, over the 10,000-byte limit"):
+        data.load(path, max_bytes=10_000)
+    # the file fits but its float64 table (6,000 x 2 x 8 = 96,000 bytes) does not
+    with pytest.raises(data.DataError, match="more than 3,125 rows of 2 columns, over the 50,000-byte limit"):
+        data.load_csv(path, max_bytes=50_000)
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_BYTES", "100000")
+    x, y, _ = data.load_csv(path)
+    assert x.shape == (6000, 1) and y[:4].tolist() == [0, 1, 0, 1]
+
+
+def test_csv_blocks_join_in_order(tmp_path):
+    rows = 2 * 4096 + 17
+    path = tmp_path / "blocks.csv"
+    path.write_text("a,b,label\n" + "".join(f"{i},{i}.5,{i % 7}\n" for i in range(rows)))
+    x, y, _ = data.load_csv(path)
+    np.testing.assert_array_equal(x[:, 0], np.arange(rows))
+    np.testing.assert_array_equal(x[:, 1], np.arange(rows) + 0.5)
+    np.testing.assert_array_equal(y, np.arange(rows) % 7)
+    path.write_text("a,label\n" + "1,0\n" * 5000 + "oops,1\n")
+    with pytest.raises(data.DataError, match="line 5002, column 'a': 'oops' is not a number"):
+        data.load_csv(path)
+
+
+def test_idx_size_limit_and_dimensions(tmp_path, monkeypatch):
+    path = write_idx(tmp_path / "images-idx3-ubyte", np.zeros((10, 8, 8), np.uint8))
+    with pytest.raises(data.DataError, match=r"images-idx3-ubyte: header dims \(10, 8, 8\) of uint8 declare 640 "
+                                            "data bytes, over the 600-byte limit"):
+        data.read_idx(path, max_bytes=600)
+    monkeypatch.setenv("TRAINLAB_DATA_MAX_BYTES", "600")
+    with pytest.raises(data.DataError, match="600-byte limit"):
+        data.read_idx(path)
+    assert data.read_idx(path, max_bytes=640).shape == (10, 8, 8)
+    deep = tmp_path / "deep-idx"
+    deep.write_bytes(bytes([0, 0, 8, 40]) + struct.pack(">40I", *[1] * 40) + b"\1")
+    with pytest.raises(data.DataError, match="declares 40 dimensions.*expected 1 to 32"):
+        data.read_idx(deep)
+    empty = write_idx(tmp_path / "empty-idx", np.zeros((0, 3), np.uint8), compress=True)
+    assert data.read_idx(empty).shape == (0, 3)

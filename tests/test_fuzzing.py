@@ -40,3 +40,16 @@ def test_hang_and_crash_are_reported_and_the_child_restarts(box):
 def test_flip_bit():
     assert flip_bit(b"\x00\x01", 0) == b"\x01\x01"
     assert flip_bit(b"\x00\x01", 8) == b"\x00\x00"
+
+
+def test_digest_tells_results_apart_and_memory_is_measured(box):
+    a, b = box.call("numpy:arange", 6), box.call("numpy:arange", 6)
+    c = box.call("numpy:arange", 7)
+    assert a.digest == b.digest != c.digest and len(a.digest) == 64
+    assert box.call("numpy:arange", 6, dtype="int32").digest != a.digest       # dtype counts
+    assert box.call("numpy:zeros", 3).rss_start > 0
+    big = box.call("numpy:ones", 200 << 20, dtype="uint8")                     # 200 MiB, touched
+    small = box.call("numpy:ones", 1 << 10, dtype="uint8")
+    if big.rss_peak:                                                           # /proc/self/clear_refs works
+        assert big.rss_growth > 150 << 20
+        assert small.rss_growth < 50 << 20                                     # the peak was reset between calls

@@ -314,10 +314,13 @@ def test_kernels_launched_from_several_python_threads_agree_with_one_thread():
     dy = RNG.standard_normal(x.shape).astype(np.float32)
 
     def work(_):
-        return run_step(nn.BatchNorm1d(300), x, dy, "numba")[1]
-    expected = work(0)
-    with ThreadPoolExecutor(4) as pool:
-        results = list(pool.map(work, range(8)))
+        layer = nn.BatchNorm1d(300)
+        layer(x)
+        return np.array(layer.backward(dy))
+    with kernels.use("numba"):      # the path is process-wide: switched once, outside the threads
+        expected = work(0)
+        with ThreadPoolExecutor(4) as pool:
+            results = list(pool.map(work, range(8)))
     for dx in results:
         np.testing.assert_array_equal(dx, expected)
     if not os.environ.get("NUMBA_THREADING_LAYER"):

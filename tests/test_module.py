@@ -187,7 +187,7 @@ def test_hooks_see_every_layer():
 
 
 def test_sequential_rejects_non_modules_and_indexes():
-    with pytest.raises(TypeError, match="argument 1 must be a Module"):
+    with pytest.raises(TypeError, match=r"modules\[1\] must be a Module"):
         nn.Sequential(nn.ReLU(), "relu")
     model = conv_net(np.random.default_rng(0))
     assert isinstance(model[2], nn.ReLU) and len(model[:3]) == 3 and len(list(model)) == 10

@@ -411,3 +411,45 @@ def test_histograms_off_by_default_and_observe_records_them():
     record = watched.steps[-1].histograms
     assert set(record) == set(watched.layer_names)
     assert {"act", "grad", "weight", "bias"} <= set(record["0"])
+
+
+def test_the_learning_rate_is_named_when_updates_or_the_loss_point_to_it():
+    """lr = 1e9 on a he-initialised ReLU net: the diagnosis blames the learning rate, never the init."""
+    model = deep_mlp("relu", "he", depth=3, d_in=20)
+    monitor = Monitor(model, every=1)
+    loss_fn = nn.CrossEntropyLoss()
+    x, y = data(d=20, classes=10)
+    from trainlab.optim import SGD
+
+    opt = SGD(model.parameters(), lr=1e9)
+    with np.errstate(all="ignore"):
+        for step in range(6):
+            monitor.begin_step(step)
+            loss = loss_fn(model(x), y)
+            model.backward(loss_fn.backward())
+            opt.step()
+            opt.zero_grad()
+            monitor.end_step(step, loss=loss)
+        findings = monitor.diagnose()
+    lead = next(f for f in findings if f.kind != "nonfinite")
+    assert lead.kind == "learning_rate_high" and "lower the learning rate" in lead.suggestion
+    assert lead.evidence["peak_update_ratio"] >= 1.0 and "the loss grew" in lead.message
+    assert not [f for f in findings if "initialise with" in str(f) or f.kind == "update_ratio_low"]
+    assert monitor.losses[0] == (0, pytest.approx(monitor.losses[0][1])) and len(monitor.losses) == 6
+
+
+def test_loss_growth_alone_names_the_learning_rate():
+    model = deep_mlp("relu", "he", depth=3, d_in=20)
+    monitor = Monitor(model, every=1)
+    monitor.losses = [(0, 2.3), (1, 2.1), (2, 40.0)]
+    f = monitor.diagnose()[0]
+    assert f.kind == "learning_rate_high" and "the loss grew 2.3 → 40 from step 0 to step 2" in f.message
+
+
+def test_an_init_the_weights_already_use_is_not_the_advice():
+    found = findings_of(deep_mlp("relu", "small_random"))
+    assert "initialise with he" in str(found["vanishing_activations"])
+    model = deep_mlp("relu", "he", depth=3)
+    model[0].weight.data *= 1e-4                       # vanishing although the weights were drawn by he
+    found = findings_of(model)
+    assert "the weights already use he" in str(found["vanishing_activations"]), found

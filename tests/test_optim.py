@@ -43,11 +43,14 @@ def run_ours(make, params: list[Parameter], grads: list[list[np.ndarray]]) -> op
 CONFIGS = {
     "sgd": lambda ps: optim.SGD(ps, lr=0.05),
     "sgd_wd": lambda ps: optim.SGD(ps, lr=0.05, weight_decay=0.1),
+    "sgd_maximize_dampening": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.3, maximize=True),
     "momentum": lambda ps: optim.Momentum(ps, lr=0.05),
     "nesterov": lambda ps: optim.Nesterov(ps, lr=0.05, weight_decay=0.01),
-    "momentum_buffer": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, momentum_form="buffer"),
-    "nesterov_buffer": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True,
-                                            momentum_form="buffer"),
+    "momentum_velocity": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, momentum_form="velocity"),
+    "nesterov_velocity": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, nesterov=True,
+                                              momentum_form="velocity"),
+    "velocity_dampening_maximize": lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.5,
+                                                        maximize=True, momentum_form="velocity"),
     "adagrad": lambda ps: optim.Adagrad(ps, lr=0.1),
     "adagrad_seed": lambda ps: optim.Adagrad(ps, lr=0.1, eps_inside_sqrt=True, lr_decay=0.01),
     "rmsprop": lambda ps: optim.RMSprop(ps, lr=0.01),
@@ -56,6 +59,10 @@ CONFIGS = {
     "rmsprop_seed": lambda ps: optim.RMSprop(ps, lr=0.01, eps_inside_sqrt=True),
     "adam": lambda ps: optim.Adam(ps, lr=0.01),
     "adam_amsgrad_wd": lambda ps: optim.Adam(ps, lr=0.01, amsgrad=True, weight_decay=0.01),
+    "adam_maximize": lambda ps: optim.Adam(ps, lr=0.01, maximize=True),
+    "adagrad_maximize": lambda ps: optim.Adagrad(ps, lr=0.1, maximize=True, weight_decay=0.01),
+    "rmsprop_maximize": lambda ps: optim.RMSprop(ps, lr=0.01, maximize=True, centered=True),
+    "adamw_maximize": lambda ps: optim.AdamW(ps, lr=0.01, maximize=True),
     "adam_seed": lambda ps: optim.create("adam_seed", ps, lr=0.01),
     "adamw": lambda ps: optim.AdamW(ps, lr=0.01),
 }
@@ -78,9 +85,25 @@ def torch_cases():
          lambda ts: T.SGD(ts, lr=0.05, momentum=0.8, weight_decay=0.1)),
         ("sgd_nesterov_wd", lambda ps: optim.Nesterov(ps, lr=0.05, weight_decay=0.1),
          lambda ts: T.SGD(ts, lr=0.05, momentum=0.9, nesterov=True, weight_decay=0.1)),
-        ("sgd_nesterov_buffer", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
-                                                     momentum_form="buffer"),
+        ("sgd_nesterov_velocity", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True,
+                                                       momentum_form="velocity"),
          lambda ts: T.SGD(ts, lr=0.05, momentum=0.9, nesterov=True)),
+        ("sgd_default_lr", lambda ps: optim.SGD(ps), lambda ts: T.SGD(ts)),
+        ("sgd_default_lr_momentum", lambda ps: optim.SGD(ps, momentum=0.9), lambda ts: T.SGD(ts, momentum=0.9)),
+        ("sgd_dampening", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.5),
+         lambda ts: T.SGD(ts, lr=0.05, momentum=0.9, dampening=0.5)),
+        ("sgd_dampening_wd", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.8, dampening=0.1, weight_decay=0.1),
+         lambda ts: T.SGD(ts, lr=0.05, momentum=0.8, dampening=0.1, weight_decay=0.1)),
+        ("sgd_dampening_velocity", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, dampening=0.5,
+                                                        momentum_form="velocity"),
+         lambda ts: T.SGD(ts, lr=0.05, momentum=0.9, dampening=0.5)),
+        ("sgd_maximize", lambda ps: optim.SGD(ps, lr=0.05, maximize=True),
+         lambda ts: T.SGD(ts, lr=0.05, maximize=True)),
+        ("sgd_maximize_momentum_wd", lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, weight_decay=0.1,
+                                                          dampening=0.2, maximize=True),
+         lambda ts: T.SGD(ts, lr=0.05, momentum=0.9, weight_decay=0.1, dampening=0.2, maximize=True)),
+        ("sgd_maximize_nesterov", lambda ps: optim.Nesterov(ps, lr=0.05, maximize=True),
+         lambda ts: T.SGD(ts, lr=0.05, momentum=0.9, nesterov=True, maximize=True)),
         ("adagrad", lambda ps: optim.Adagrad(ps), lambda ts: T.Adagrad(ts)),
         ("adagrad_all", lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.1,
                                                  initial_accumulator_value=0.5, eps=1e-6),
@@ -94,6 +117,11 @@ def torch_cases():
         ("rmsprop_centered_momentum_wd",
          lambda ps: optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.5, weight_decay=0.1),
          lambda ts: T.RMSprop(ts, lr=0.01, centered=True, momentum=0.5, weight_decay=0.1)),
+        ("rmsprop_maximize", lambda ps: optim.RMSprop(ps, lr=0.01, centered=True, momentum=0.5, weight_decay=0.1,
+                                                      maximize=True),
+         lambda ts: T.RMSprop(ts, lr=0.01, centered=True, momentum=0.5, weight_decay=0.1, maximize=True)),
+        ("adagrad_maximize", lambda ps: optim.Adagrad(ps, lr=0.1, lr_decay=0.01, weight_decay=0.1, maximize=True),
+         lambda ts: T.Adagrad(ts, lr=0.1, lr_decay=0.01, weight_decay=0.1, maximize=True)),
         ("adam", lambda ps: optim.Adam(ps), lambda ts: T.Adam(ts)),
         ("adam_lr_betas", lambda ps: optim.Adam(ps, lr=0.05, betas=(0.8, 0.99), eps=1e-6),
          lambda ts: T.Adam(ts, lr=0.05, betas=(0.8, 0.99), eps=1e-6)),
@@ -104,14 +132,21 @@ def torch_cases():
         ("adamw", lambda ps: optim.AdamW(ps, lr=0.01), lambda ts: T.AdamW(ts, lr=0.01)),
         ("adamw_amsgrad", lambda ps: optim.AdamW(ps, lr=0.01, weight_decay=0.1, amsgrad=True),
          lambda ts: T.AdamW(ts, lr=0.01, weight_decay=0.1, amsgrad=True)),
+        ("adam_maximize", lambda ps: optim.Adam(ps, lr=0.01, amsgrad=True, weight_decay=0.1, maximize=True),
+         lambda ts: T.Adam(ts, lr=0.01, amsgrad=True, weight_decay=0.1, maximize=True)),
+        ("adamw_maximize", lambda ps: optim.AdamW(ps, lr=0.01, weight_decay=0.1, maximize=True),
+         lambda ts: T.AdamW(ts, lr=0.01, weight_decay=0.1, maximize=True)),
     ]
     return c
 
 
 TORCH_IDS = ["sgd", "sgd_momentum", "sgd_nesterov", "sgd_weight_decay", "sgd_momentum_wd",
-             "sgd_nesterov_wd", "sgd_nesterov_buffer", "adagrad", "adagrad_all", "rmsprop",
-             "rmsprop_centered", "rmsprop_momentum", "rmsprop_centered_momentum_wd", "adam",
-             "adam_lr_betas", "adam_amsgrad", "adam_weight_decay", "adamw", "adamw_amsgrad"]
+             "sgd_nesterov_wd", "sgd_nesterov_velocity", "sgd_default_lr", "sgd_default_lr_momentum",
+             "sgd_dampening", "sgd_dampening_wd", "sgd_dampening_velocity", "sgd_maximize",
+             "sgd_maximize_momentum_wd", "sgd_maximize_nesterov", "adagrad", "adagrad_all", "rmsprop",
+             "rmsprop_centered", "rmsprop_momentum", "rmsprop_centered_momentum_wd", "rmsprop_maximize",
+             "adagrad_maximize", "adam", "adam_lr_betas", "adam_amsgrad", "adam_weight_decay", "adamw",
+             "adamw_amsgrad", "adam_maximize", "adamw_maximize"]
 
 
 def torch_parity(case_id: str, steps: int = PARITY_STEPS, shapes=SHAPES) -> float:
@@ -238,9 +273,9 @@ SEED_CASES = {
     "gradient_descent": (seed_gradient_descent, dict(lr=0.05), 0,
                          lambda ps: optim.SGD(ps, lr=0.05)),
     "momentum": (seed_momentum, dict(lr=0.05, mu=0.9), 1,
-                 lambda ps: optim.Momentum(ps, lr=0.05, momentum=0.9)),
+                 lambda ps: optim.Momentum(ps, lr=0.05, momentum=0.9, momentum_form="velocity")),
     "nesterov": (seed_nesterov, dict(lr=0.05, mu=0.9), 1,
-                 lambda ps: optim.Nesterov(ps, lr=0.05, momentum=0.9)),
+                 lambda ps: optim.Nesterov(ps, lr=0.05, momentum=0.9, momentum_form="velocity")),
     "adagrad": (seed_adagrad, dict(lr=0.1, eps=1e-10), 1,
                 lambda ps: optim.Adagrad(ps, lr=0.1, eps=1e-10, eps_inside_sqrt=True)),
     "rmsprop": (seed_rmsprop, dict(lr=0.01, gamma=0.9, eps=1e-8), 1,
@@ -278,9 +313,8 @@ def test_adam_seed_registry_entry_is_the_seed_rule():
 def test_velocity_and_buffer_forms_agree_at_constant_lr():
     grads = gradient_sequence(100)
     a, b = make_params(), make_params()
-    run_ours(lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True), a, grads)
-    run_ours(lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, momentum_form="buffer"),
-             b, grads)
+    run_ours(lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True, momentum_form="velocity"), a, grads)
+    run_ours(lambda ps: optim.SGD(ps, lr=0.05, momentum=0.9, nesterov=True), b, grads)
     for p, q in zip(a, b, strict=True):
         np.testing.assert_allclose(p.data, q.data, rtol=0, atol=1e-12 * max(1, np.abs(q.data).max()))
 
@@ -606,7 +640,7 @@ def test_bad_hyperparameter_raises_naming_argument_and_value(cls, kwargs, arg, s
 
 def test_bad_hyperparameter_in_a_param_group():
     params = make_params()
-    with pytest.raises(ValueError, match=r"lr=-1"):
+    with pytest.raises(ValueError, match=r"lr must be >= 0, got -1"):
         optim.Adam([{"params": params[:1], "lr": -1}, {"params": params[1:]}])
     with pytest.raises(ValueError, match="lrr"):
         optim.Adam([{"params": params, "lrr": 0.1}])
@@ -686,3 +720,56 @@ def test_clip_grad_norm_bad_arguments():
         optim.clip_grad_norm(make_params(), -1.0)
     with pytest.raises(ValueError, match="norm_type"):
         optim.clip_grad_norm(make_params(), 1.0, norm_type=0)
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf])
+@pytest.mark.parametrize("norm_type", [2.0, 1.0, math.inf])
+@pytest.mark.parametrize("max_norm", [1.0, 1e9, math.inf])
+def test_clip_grad_norm_with_a_nonfinite_gradient_matches_torch(bad, norm_type, max_norm):
+    torch = pytest.importorskip("torch")
+    params = make_params()
+    tensors = [torch.tensor(p.data.copy(), requires_grad=True) for p in params]
+    grads = gradient_sequence(1)[0]
+    grads[1][2, 1] = bad
+    params[2].zero_grad()                   # a lazily zero gradient is scaled as well (0 * NaN = NaN)
+    grads[2] = np.zeros_like(grads[2])
+    for p, g in zip(params[:2], grads, strict=False):
+        p.grad[...] = g
+        p.mark_grad_written()
+    for t, g in zip(tensors, grads, strict=True):
+        t.grad = torch.tensor(g)
+    total = optim.clip_grad_norm(params, max_norm, norm_type)
+    ref = torch.nn.utils.clip_grad_norm_(tensors, max_norm, norm_type=norm_type, foreach=False)
+    np.testing.assert_equal(total, float(ref))
+    for p, t in zip(params, tensors, strict=True):
+        np.testing.assert_array_equal(np.isnan(p.grad), np.isnan(t.grad.numpy()))
+        np.testing.assert_allclose(p.grad, t.grad.numpy(), rtol=1e-12, atol=0)
+
+
+def test_clip_grad_norm_error_if_nonfinite_as_torch():
+    torch = pytest.importorskip("torch")
+    params = make_params()
+    for p, g in zip(params, gradient_sequence(1)[0], strict=True):
+        p.grad[...] = g
+    params[0].grad[0] = np.nan
+    before = [p.grad.copy() for p in params]
+    t = torch.tensor(before[0], requires_grad=True)
+    t.grad = torch.tensor(before[0])
+    with pytest.raises(RuntimeError):
+        torch.nn.utils.clip_grad_norm_([t], 1.0, error_if_nonfinite=True)
+    with pytest.raises(RuntimeError, match="non-finite"):
+        optim.clip_grad_norm(params, 1.0, error_if_nonfinite=True)
+    for p, g in zip(params, before, strict=True):
+        np.testing.assert_array_equal(p.grad, g)          # untouched
+
+
+def test_maximize_ascends_what_minimize_descends():
+    # maximizing f is minimizing -f: the same trajectory as the plain rule on the negated gradients
+    for name in optim.names:
+        kwargs = {"lr": 0.05} if name in ("sgd", "momentum", "nesterov") else {}
+        grads = gradient_sequence(20)
+        up = run_ours(lambda ps, n=name, kw=kwargs: optim.create(n, ps, maximize=True, **kw), make_params(), grads)
+        down = run_ours(lambda ps, n=name, kw=kwargs: optim.create(n, ps, **kw), make_params(),
+                        [[-g for g in step] for step in grads])
+        for p, q in zip(up.param_groups[0]["params"], down.param_groups[0]["params"], strict=True):
+            np.testing.assert_array_equal(p.data, q.data)

@@ -84,7 +84,9 @@ def test_monitor_plot_and_histograms():
     assert fig._repr_png_()[:8] == PNG
     hist = monitor.plot_histograms("act")
     shown = [ax for ax in hist.axes if ax.axison]
-    assert [ax.get_title() for ax in shown] == [plotting.layer_label(monitor, n) for n in monitor.layer_names]
+    assert [ax.get_title().split("\n")[0] for ax in shown] == [plotting.layer_label(monitor, n)
+                                                                for n in monitor.layer_names]
+    assert len([ax for ax in monitor.plot_histograms("grad", layers=["0", "2"]).axes if ax.axison]) == 2
     counts = monitor.steps[-1].histograms["0"]["act"].counts
     heights = [p.get_path().vertices[:, 1].max() for p in shown[0].patches]
     assert max(heights) == counts.max()

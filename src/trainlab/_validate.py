@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["argument_error", "real", "integer", "flag", "choice", "shape", "float_dtype", "generator",
-           "count", "real_tuple", "layer_input", "LAYER_DTYPES", "INIT_DTYPES"]
+           "count", "real_tuple", "layer_input", "upstream", "LAYER_DTYPES", "INIT_DTYPES"]
 
 LAYER_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 INIT_DTYPES = (np.dtype(np.float16), np.dtype(np.float32), np.dtype(np.float64))
@@ -81,14 +81,15 @@ def _bounds(low: float | None, high: float | None, low_open: bool, high_open: bo
 
 
 def real(owner: str, name: str, value: Any, *, low: float | None = None, high: float | None = None,
-         low_open: bool = False, high_open: bool = False, finite: bool = True,
+         low_open: bool = False, high_open: bool = False, finite: bool = True, allow_nan: bool = False,
          argument: str | None = None) -> float:
     """``float(value)`` if it is a real number (not a bool) in the stated interval, else raise.
 
     Args:
         owner, name: who checks, and the argument's name as shown in the message (``"betas[0]"``).
         low, high: bounds; ``low_open``/``high_open`` exclude them.
-        finite: refuse ``±inf`` (NaN is always refused).
+        finite: refuse ``±inf``.
+        allow_nan: accept NaN (refused by default).
         argument: the name put on ``exc.argument`` when it differs from ``name`` (``"betas"``).
 
     Raises:
@@ -98,6 +99,8 @@ def real(owner: str, name: str, value: Any, *, low: float | None = None, high: f
         raise _expected(TypeError, owner, name, "a real number", value, argument)
     number = float(value)
     bounds = _bounds(low, high, low_open, high_open)
+    if math.isnan(number) and allow_nan:
+        return number
     if math.isnan(number) or (finite and math.isinf(number)):
         what = " ".join(w for w in ("a finite number" if finite else "a number", bounds) if w)
         raise _expected(ValueError, owner, name, what, value, argument)
@@ -232,6 +235,20 @@ def layer_input(x: Any, owner: str, name: str = "input") -> np.ndarray:
     if dt is _F32 or dt is _F64:
         return x
     return _promote(x, owner, name)
+
+
+def upstream(dout: Any, shape: tuple[int, ...], owner: str) -> np.ndarray:
+    """``dout`` as an array of the forward output's ``shape`` (a backward's one check: a tuple compare).
+
+    Raises:
+        ValueError: another shape (NumPy would broadcast some of them silently).
+    """
+    if type(dout) is not np.ndarray:
+        dout = np.asarray(dout)
+    if dout.shape != shape:
+        raise argument_error(ValueError, owner, "dout", f"dout must have the shape of the forward output "
+                             f"{tuple(shape)}, got {dout.shape}")
+    return dout
 
 
 def _promote(x: np.ndarray, owner: str, name: str) -> np.ndarray:

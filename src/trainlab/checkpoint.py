@@ -81,7 +81,7 @@ try:
 except ImportError:  # pragma: no cover - not POSIX: temp files are never judged stale
     fcntl = None  # type: ignore[assignment]
 
-__all__ = ["save", "load", "read", "prepare", "Prepared", "save_weights", "torch_state_dict",
+__all__ = ["save", "load", "read", "prepare", "Prepared", "apply_all", "save_weights", "torch_state_dict",
            "atomic_write_bytes", "remove_stale_temp_files", "CheckpointError", "rng_state", "set_rng_state",
            "check_rng_state"]
 
@@ -278,8 +278,8 @@ def _split(obj: Any, prefix: str, tensors: dict[str, np.ndarray], depth: int = 0
         return {"__dict__": pairs}
     if isinstance(obj, (list, tuple)):
         return [_split(v, f"{prefix}/{i}", tensors, depth + 1) for i, v in enumerate(obj)]
-    if isinstance(obj, np.generic):
-        return obj.item()
+    if isinstance(obj, np.generic) and not isinstance(obj, (np.datetime64, np.timedelta64)):
+        obj = obj.item()
     if obj is None or isinstance(obj, (bool, int, float, str)):
         return obj
     raise TypeError(f"checkpoint: cannot store a {type(obj).__name__} at {prefix!r}; "
@@ -343,6 +343,8 @@ def save(path: str | os.PathLike, model: Any, optimizer: Any = None, **meta: Any
 
     Raises:
         TypeError: a value that cannot be stored (named by its path in ``meta``).
+        ValueError: values nested deeper than :data:`MAX_DEPTH`.
+        CheckpointError: metadata larger than :data:`MAX_HEADER_BYTES` (nothing is written).
     """
     path = Path(path)
     _atomic_write(path, _encode(model, optimizer, meta))
@@ -392,7 +394,7 @@ def _tensor_table(st_header: Any, data_len: int, path: Path) -> dict[str, tuple[
         if not isinstance(entry, dict) or set(entry) != {"dtype", "shape", "data_offsets"}:
             raise _error(path, f"tensor {name!r}: expected 'dtype', 'shape' and 'data_offsets', got {_brief(entry)}")
         code, shape, offsets = entry["dtype"], entry["shape"], entry["data_offsets"]
-        if code not in _DTYPES:
+        if not isinstance(code, str) or code not in _DTYPES:
             raise _error(path, f"tensor {name!r}: unsupported dtype {_brief(code)} (known: {', '.join(_DTYPES)})")
         if not isinstance(shape, list) or len(shape) > 32 or not all(_is_count(d) for d in shape):
             raise _error(path, f"tensor {name!r}: shape {_brief(shape)} is not a list of at most 32 "
@@ -568,7 +570,7 @@ def _read(path: Path, expect: Callable[[dict[str, tuple]], None] | None = None
             if raw.data_len > _TABLE_FIRST:  # parse first: a table that does not fit the file costs no hashing
                 raw.parse()
             if not raw.digest_matches():
-                raise _error(path, "checksum mismatch: the file is corrupted")
+                raise _error(path, "checksum mismatch: the file is truncated or corrupted")
             raw.parse()
         else:  # format 1, or a damaged format 2 file: this metadata is not authenticated
             raw.parse()
@@ -586,7 +588,7 @@ def _read(path: Path, expect: Callable[[dict[str, tuple]], None] | None = None
         header = _parse_json(raw.trainlab, path, "the trainlab metadata")
     else:
         if not isinstance(header, dict) or _digest_v1(tensors) != header.get("sha256"):
-            raise _error(path, "checksum mismatch: the file is corrupted")
+            raise _error(path, "checksum mismatch: the file is truncated or corrupted")
         warnings.warn(f"checkpoint {path} is in format 1 (trainlab 0.1.0), whose checksum does not cover "
                       f"its metadata; it loads, and any save writes format 2", UserWarning, stacklevel=4)
     if not isinstance(header, dict):

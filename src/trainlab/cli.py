@@ -1,15 +1,31 @@
-"""The ``trainlab`` command line: demo, train, evaluate, depth (and the lab's commands)."""
+"""The ``trainlab`` command line: demo, train, evaluate, depth (and the lab's commands).
+
+Every error ends in one line on stderr, ``trainlab: error: ...`` (with a hint where one
+exists), and an exit status: :data:`EXIT_USAGE` (2) for a wrong command line or bad input
+(a config, a data file, a checkpoint, a run folder), :data:`EXIT_FAILURE` (1) for a failure
+at run time (the NaN guard stopped training, a download failed, the disk is full, an
+internal error), and :data:`EXIT_INTERRUPTED` (130, the shell's 128 + SIGINT) for Ctrl-C.
+One place, :func:`main`, turns exceptions into those lines; ``--debug`` (before or after the
+command) prints the traceback as well. Warnings are one line each: ``trainlab: warning: ...``.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
+import traceback
+import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["main", "build_parser", "DEMO_CONFIG"]
+__all__ = ["main", "build_parser", "DEMO_CONFIG", "EXIT_USAGE", "EXIT_FAILURE", "EXIT_INTERRUPTED"]
+
+EXIT_FAILURE = 1       #: a failure at run time (divergence, download, disk, internal error)
+EXIT_USAGE = 2         #: a wrong command line, or bad input (config, data file, checkpoint, run folder)
+EXIT_INTERRUPTED = 130  #: Ctrl-C (128 + SIGINT, as a shell reports it)
 
 #: the demo: a BatchNorm MLP trained with Adam on scikit-learn's 8x8 digits
 DEMO_CONFIG = {
@@ -25,9 +41,29 @@ DEMO_CONFIG = {
 RAW = argparse.RawDescriptionHelpFormatter
 
 
-def _fail(message: str) -> int:
-    print(f"trainlab: error: {message}", file=sys.stderr)
-    return 2
+class _Parser(argparse.ArgumentParser):
+    """argparse, with usage errors as one line (``trainlab: error: ...``) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(EXIT_USAGE, f"trainlab: error: {_one_line(message)} (see '{self.prog} --help')\n")
+
+
+def _count(minimum: int) -> Callable[[str], int]:
+    """An argparse type: an integer >= ``minimum``, or a one-line usage error."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {minimum}, got {value}")
+        return value
+    parse.__name__ = f"integer >= {minimum}"
+    return parse
+
+
+class UsageError(Exception):
+    """A combination of options that does not make sense (exit status 2)."""
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
@@ -36,7 +72,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     config = validate({**DEMO_CONFIG, "run": {**DEMO_CONFIG["run"], "seed": args.seed, "out": args.out}})
     print("trainlab demo: a 64-256-256-10 MLP with BatchNorm + ReLU (he init), Adam, on the 8x8 digits")
-    folder, result = run(config, quiet=args.quiet)
+    folder, result = run(config, if_exists="new", quiet=args.quiet)
     print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f}, "
           f"{result['epochs_run']} epochs in {result['train_seconds']:.1f}s)")
     print(f"run folder: {folder}  (config.toml, metrics.jsonl, curves.png, checkpoints)")
@@ -53,27 +89,26 @@ def _cmd_depth(args: argparse.Namespace) -> int:
 
 
 def _cmd_train(args: argparse.Namespace) -> int:
-    from trainlab.config import ConfigError, load_config
-    from trainlab.run import RunError, resume, run
+    from trainlab.config import load_config
+    from trainlab.run import resume, run
 
-    try:
-        if args.resume:
-            if args.config or args.set or args.tensorboard:
-                return _fail("--resume continues a run with its own config.toml; "
-                             "use --epochs to extend it, not --config/--set/--tensorboard")
-            folder, result = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
-        else:
-            overrides = list(args.set or [])
-            if args.epochs is not None:
-                overrides.append(f"train.epochs={args.epochs}")
-            if args.name:
-                overrides.append(f'run.name="{args.name}"')
-            if args.tensorboard:
-                overrides.append("train.tensorboard=true")
-            config = load_config(args.config, overrides)
-            folder, result = run(config, quiet=args.quiet)
-    except (ConfigError, RunError, ImportError) as exc:
-        return _fail(str(exc))
+    if args.resume:
+        if args.config or args.set or args.name or args.tensorboard:
+            raise UsageError("--resume continues a run with its own config.toml; use --epochs to extend it, "
+                             "not --config/--set/--name/--tensorboard")
+        if args.overwrite:
+            raise UsageError("--resume continues a run; --overwrite would replace it: give one of them")
+        folder, result = resume(args.resume, epochs=args.epochs, quiet=args.quiet)
+    else:
+        overrides = list(args.set or [])
+        if args.epochs is not None:
+            overrides.append(f"train.epochs={args.epochs}")
+        if args.name:
+            overrides.append(f"run.name={json.dumps(args.name)}")
+        if args.tensorboard:
+            overrides.append("train.tensorboard=true")
+        config = load_config(args.config, overrides)
+        folder, result = run(config, if_exists="replace" if args.overwrite else "fail", quiet=args.quiet)
     print(f"test accuracy: {result['test_accuracy']:.4f}  (test loss {result['test_loss']:.4f})")
     print(f"run folder: {folder}")
     if (folder / "tb").is_dir():
@@ -82,26 +117,16 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from trainlab.checkpoint import CheckpointError
-    from trainlab.config import ConfigError
-    from trainlab.run import RunError, evaluate_run
+    from trainlab.run import evaluate_run
 
-    try:
-        result = evaluate_run(args.run, which=args.weights)
-    except (ConfigError, RunError, CheckpointError) as exc:
-        return _fail(str(exc))
-    print(json.dumps(result, indent=2))
+    print(json.dumps(evaluate_run(args.run, which=args.weights), indent=2))
     return 0
 
 
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from trainlab import experiments
 
-    try:
-        study = experiments.get(args.name)
-    except ValueError as exc:
-        return _fail(str(exc))
-    del study
+    experiments.get(args.name)          # an unknown name fails here, before any work
     result = experiments.run(args.name, quick=args.quick, out=args.out,
                              seeds=tuple(args.seeds) if args.seeds else None)
     print(f"{result.title} ({result.seconds:.1f}s)")
@@ -117,6 +142,16 @@ def _cmd_report(args: argparse.Namespace) -> int:
     return report_main([*map(str, args.dirs), *(["--out", str(args.out)] if args.out else [])])
 
 
+def _cmd_playground(args: argparse.Namespace) -> int:
+    from trainlab.playground import serve  # without the extra: an ImportError saying how to install it
+
+    try:
+        serve(args.host, args.port, open_browser=args.open)
+    except KeyboardInterrupt:                 # Ctrl-C is how a server is stopped
+        pass
+    return 0
+
+
 def _cmd_bench(args: argparse.Namespace) -> int:
     from trainlab.bench import main as bench_main
 
@@ -125,13 +160,15 @@ def _cmd_bench(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="trainlab", formatter_class=RAW,
         description="Initialization, batch normalization and update rules: exact, fast and visible.",
         epilog="examples:\n  trainlab demo\n  trainlab train --config examples/mlp.toml --set optimizer.lr=0.01\n"
                "  trainlab evaluate runs/demo\n  trainlab depth\n  trainlab experiment init-depth --quick\n"
                "  trainlab report lab\n  trainlab bench\n\n"
-               "run 'trainlab COMMAND --help' for each command's options")
+               "run 'trainlab COMMAND --help' for each command's options\n"
+               "exit status: 0 ok, 1 failure at run time, 2 usage or input error, 130 Ctrl-C")
+    parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
 
     p = sub.add_parser("demo", help="train a BatchNorm MLP on the embedded digits (< 1 minute)",
@@ -139,8 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a 64-256-256-10 MLP (BatchNorm, ReLU, Adam) on scikit-learn's 8x8 "
                                    "digits and write a run folder.",
                        epilog="examples:\n  trainlab demo\n  trainlab demo --seed 1 --out /tmp/runs --quiet")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--out", default="runs", help="parent folder of the run folder (default runs)")
+    p.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
+    p.add_argument("--out", default="runs",
+                   help="parent folder of the run folder (default runs; runs/demo, then runs/demo-2, ...)")
     p.add_argument("--quiet", action="store_true", help="no progress bars or per-epoch lines")
     p.set_defaults(func=_cmd_demo)
 
@@ -149,12 +187,14 @@ def build_parser() -> argparse.ArgumentParser:
                        epilog="examples:\n  trainlab train --config examples/mlp.toml\n"
                               "  trainlab train --config examples/cnn.toml --set optimizer.name=\"sgd\" "
                               "--set optimizer.lr=0.05 --set optimizer.momentum=0.9\n"
-                              "  trainlab train --resume runs/digits-mlp --epochs 40")
+                              "  trainlab train --resume runs/digits-mlp --epochs 40\n\n"
+                              "An existing run folder is never replaced unless --overwrite is given.")
     p.add_argument("--config", type=Path, help="TOML file (see examples/)")
     p.add_argument("--set", action="append", metavar="TABLE.KEY=VALUE",
                    help="override one config value (repeatable), e.g. optimizer.lr=0.01")
-    p.add_argument("--epochs", type=int, help="shortcut for --set train.epochs=N (with --resume: new total)")
+    p.add_argument("--epochs", type=_count(1), help="shortcut for --set train.epochs=N (with --resume: new total)")
     p.add_argument("--name", help="shortcut for --set run.name=NAME")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing run folder of the same name")
     p.add_argument("--resume", type=Path, metavar="RUN", help="continue the run in folder RUN")
     p.add_argument("--tensorboard", action="store_true",
                    help="write TensorBoard event files into the run folder's tb/ (shortcut for "
@@ -175,9 +215,9 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Print the activation std of each layer of a freshly initialized deep MLP "
                                    "for small_random, xavier and he with tanh and ReLU.",
                        epilog="examples:\n  trainlab depth\n  trainlab depth --layers 20 --width 256")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
-    p.add_argument("--layers", type=int, default=10, help="depth (default 10)")
-    p.add_argument("--width", type=int, default=500, help="units per layer (default 500)")
+    p.add_argument("--seed", type=_count(0), default=0, help="random seed (default 0)")
+    p.add_argument("--layers", type=_count(1), default=10, help="depth (default 10)")
+    p.add_argument("--width", type=_count(1), default=500, help="units per layer (default 500)")
     p.set_defaults(func=_cmd_depth)
 
     p = sub.add_parser("experiment", help="run a study of the seed's claims (figures + verdicts + report)",
@@ -190,7 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", help="init-depth | init-train | depth-30 | batchnorm | optimizers")
     p.add_argument("--quick", action="store_true", help="the small size used in CI")
     p.add_argument("--out", type=Path, default=Path("lab"), help="output folder (default lab)")
-    p.add_argument("--seeds", type=int, nargs="+", help="override the study's fixed seeds")
+    p.add_argument("--seeds", type=_count(0), nargs="+", help="override the study's fixed seeds")
     p.set_defaults(func=_cmd_experiment)
 
     p = sub.add_parser("report", help="build report.html from study results", formatter_class=RAW,
@@ -201,22 +241,100 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, help="where report.html goes (default: the first folder)")
     p.set_defaults(func=_cmd_report)
 
+    p = sub.add_parser("playground", help="a live browser app: init, BatchNorm and the update rule, training",
+                       formatter_class=RAW,
+                       description="Serve the playground (a web page and its websocket) and print its address.\n"
+                                   "Needs the playground extra: pip install \"trainlab[playground]\".",
+                       epilog="examples:\n  trainlab playground --open\n  trainlab playground --port 9000\n"
+                              "  trainlab playground --host 0.0.0.0 --port 8765   (reachable from other machines)")
+    p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.set_defaults(func=_cmd_playground)
+
     p = sub.add_parser("bench", help="time trainlab against PyTorch, side by side", formatter_class=RAW,
                        description="Run benchmarks/compare_torch.py's workloads (needs torch installed).",
                        epilog="examples:\n  env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE trainlab bench\n"
                               "  trainlab bench --quick\n  trainlab bench -- --help    (the benchmark's own options)")
     p.add_argument("bench_args", nargs=argparse.REMAINDER, help="options passed to the benchmark")
     p.set_defaults(func=_cmd_bench)
+    for command in sub.choices.values():     # every command, also those added above this loop later
+        if "--debug" not in command._option_string_actions:
+            command.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                                 help="on an error, print the traceback too")
     return parser
 
 
+def _one_line(text: str) -> str:
+    """A message on one line: its lines joined by '; ' (a leading '- ' of list items dropped)."""
+    lines = [line.strip().removeprefix("- ") for line in str(text).splitlines()]
+    return "; ".join(line for line in lines if line)
+
+
+def _describe(exc: BaseException) -> tuple[int, str]:
+    """The exit status and the one-line message for an exception that ended a command."""
+    from trainlab.data import DownloadError
+    from trainlab.train import TrainingDiverged
+
+    notes = [str(n) for n in getattr(exc, "__notes__", ())]
+    message = "; ".join(filter(None, [_one_line(str(exc)), *map(_one_line, notes)]))
+    if isinstance(exc, KeyboardInterrupt):
+        return EXIT_INTERRUPTED, message or "interrupted (Ctrl-C)"
+    if isinstance(exc, UsageError):
+        return EXIT_USAGE, message
+    if isinstance(exc, TrainingDiverged):
+        return EXIT_FAILURE, message
+    if isinstance(exc, MemoryError):
+        return EXIT_FAILURE, "out of memory" + (f" ({message})" if message else "") + \
+            "; try a smaller model.hidden / model.channels or train.batch_size"
+    if isinstance(exc, DownloadError):               # a DataError and an OSError: a failure at run time
+        return EXIT_FAILURE, message
+    if isinstance(exc, (ValueError, TypeError)):    # ConfigError, RunError, CheckpointError, the data errors
+        return EXIT_USAGE, message or type(exc).__name__
+    if isinstance(exc, ImportError):                # an optional extra that is not installed (its message says which)
+        return EXIT_USAGE, message or type(exc).__name__
+    if isinstance(exc, OSError):                    # a download that failed, a full disk, a permission
+        return EXIT_FAILURE, message or type(exc).__name__
+    return EXIT_FAILURE, (f"internal error: {type(exc).__name__}: {message}; "
+                          "rerun with --debug for the traceback and report it")
+
+
+def _warning_line(message: warnings.WarningMessage | Warning | str, category: type[Warning], filename: str,
+                  lineno: int, file: object = None, line: str | None = None) -> None:
+    print(f"trainlab: warning: {_one_line(str(message))}", file=sys.stderr)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run ``trainlab ARGS``; returns the exit status (see the module docstring)."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:       # --help exits 0 as argparse does; a usage error returns its status
+        if exc.code in (0, None):
+            raise
+        return int(exc.code) if isinstance(exc.code, int) else EXIT_USAGE
     if not getattr(args, "func", None):
         parser.print_help()
-        return 2
-    return args.func(args)
+        return EXIT_USAGE
+    with warnings.catch_warnings():
+        warnings.showwarning = _warning_line
+        # the NaN guard reports divergence itself: NumPy's floating-point warnings on the way there are noise
+        warnings.filterwarnings("ignore", r"(overflow|invalid value|divide by zero|underflow) encountered",
+                                RuntimeWarning)
+        try:
+            return args.func(args)
+        except Exception as exc:
+            return _report(exc, getattr(args, "debug", False))
+        except KeyboardInterrupt as exc:
+            return _report(exc, getattr(args, "debug", False))
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    code, message = _describe(exc)
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    print(f"trainlab: error: {message}", file=sys.stderr)
+    return code
 
 
 if __name__ == "__main__":

@@ -54,7 +54,17 @@ these rule-of-thumb thresholds (module constants):
   a ratio that was healthy earlier was lowered by a schedule); about ``1e-3`` is
   healthy (Karpathy, CS231n notes, "Neural Networks Part 3: ratio of weights:updates");
 * vanishing / exploding gradients: the gradient norm at the first layer's output is
-  below :data:`GRAD_RATIO` (above ``1 / GRAD_RATIO``) times the last layer's.
+  below :data:`GRAD_RATIO` (above ``1 / GRAD_RATIO``) times the last layer's;
+* the learning rate as the cause: a weight's update ratio reached :data:`LR_UPDATE_RATIO`
+  at some sampled step (an update as large as the weight itself: the weights are being
+  replaced, not tuned), or the training loss grew :data:`LOSS_GROWTH` times above its first
+  sampled value (losses come from ``end_step(step, loss=...)``, which the Trainer passes).
+  Then a ``learning_rate_high`` finding comes first (after a non-finite one), an "update ratio too low"
+  finding is dropped (the ratio is low because the units died), and the findings that would
+  blame the init (vanishing or exploding activations and gradients, dead or saturated units)
+  say that they follow from the learning rate instead. Independently of that, an init
+  suggestion that the weights already follow (``he`` for a net initialised with he) is
+  replaced by advice that can help.
 
 References:
     Glorot & Bengio, "Understanding the difficulty of training deep feedforward neural
@@ -78,7 +88,7 @@ from trainlab.nn.module import Module, Parameter, Sequential
 
 __all__ = ["Monitor", "Finding", "StepRecord", "Histogram", "histogram", "SAMPLE_SIZE", "HISTOGRAM_SAMPLE",
            "PERCENTILES", "ACT_STD_RATIO", "VANISHING_STD", "EXPLODING_STD", "SATURATED_FRACTION", "DEAD_FRACTION",
-           "UPDATE_RATIO_HIGH", "UPDATE_RATIO_LOW", "GRAD_RATIO", "LOOKBACK"]
+           "UPDATE_RATIO_HIGH", "UPDATE_RATIO_LOW", "GRAD_RATIO", "LOOKBACK", "LR_UPDATE_RATIO", "LOSS_GROWTH"]
 
 SAMPLE_SIZE = 4096           #: most values the percentiles are computed from
 HISTOGRAM_SAMPLE = 16384     #: most values a histogram counts (a strided subsample beyond that)
@@ -94,10 +104,16 @@ UPDATE_RATIO_HIGH = 1e-2     #: ||dw||/||w|| above this: learning rate too high
 UPDATE_RATIO_LOW = 1e-5      #: ||dw||/||w|| below this: learning rate too low
 GRAD_RATIO = 1e-3            #: first/last layer gradient norm below this (above 1/this) is a finding
 LOOKBACK = 5                 #: diagnose() uses each stat's latest value within this many sampled steps
+LR_UPDATE_RATIO = 1.0        #: an update ratio this high at any sampled step: the learning rate is the cause
+LOSS_GROWTH = 10.0           #: the loss this many times its first sampled value: the learning rate is the cause
 
 _QUANTILES = tuple(p / 100 for p in PERCENTILES)
 _PERCENTILE_KEYS = tuple(f"act_p{p}" for p in PERCENTILES)
 _RECOMMEND_FIX = "lower the learning rate, check the inputs for NaN/Inf, or clip gradients"
+_LR_FIX = "lower the learning rate (aim for an update ratio of ~1e-3)"
+_FOLLOWS_FROM_LR = "this follows from the learning rate (see the learning-rate finding), not from the init"
+_INIT_KINDS = ("vanishing_activations", "exploding_activations", "vanishing_gradients", "exploding_gradients",
+               "dead_relu", "saturated")
 
 
 class Histogram(NamedTuple):
@@ -325,6 +341,7 @@ class Monitor:
             for name, m in named]
         self.layer_names = [layer.name for layer in self._layers]
         self.steps: list[StepRecord] = []
+        self.losses: list[tuple[int, float]] = []     # (step, training loss) of sampled steps, when given
         self.epoch_summary: dict[int, dict[str, dict[str, float]]] = {}
         self._record: dict[str, dict[str, float]] | None = None   # None: not sampling
         self._hist: dict[str, dict[str, Histogram]] = {}
@@ -415,10 +432,12 @@ class Monitor:
                 if f"{local}.grad_norm" not in stats:
                     stats.update(_grad_stats(p.grad, f"{local}."))
 
-    def end_step(self, step: int) -> None:
-        """Finish a sampled step: compute the update ratios and store the record."""
+    def end_step(self, step: int, loss: float | None = None) -> None:
+        """Finish a sampled step: compute the update ratios and store the record (and ``loss``, if given)."""
         if self._record is None:
             return
+        if loss is not None:
+            self.losses.append((self._record_step, float(loss)))
         record, self._record = self._record, None
         for layer in self._layers:
             for local, full, p in layer.params:
@@ -530,12 +549,13 @@ class Monitor:
 
         return monitor_figure(self, layers)
 
-    def plot_histograms(self, what: str = "act", step: int | None = None) -> Any:
-        """One histogram panel per layer of ``what`` (``"act"``, ``"grad"``, ``"weight"``, ...) at
-        sampled step ``step`` (default: the last): a matplotlib Figure. Needs ``histograms=True``."""
+    def plot_histograms(self, what: str = "act", step: int | None = None, layers: list[str] | None = None) -> Any:
+        """One histogram panel per layer (``layers``, default all) of ``what`` (``"act"``, ``"grad"``,
+        ``"weight"``, ...) at sampled step ``step`` (default: the last): a matplotlib Figure.
+        Needs ``histograms=True``."""
         from trainlab.plotting import histogram_figure
 
-        return histogram_figure(self, what, step)
+        return histogram_figure(self, what, step, layers=layers)
 
     def to_rows(self, per: str = "step") -> list[dict[str, Any]]:
         """Flat dicts for JSON: ``{"step", "layer", <stats>}`` per step and layer (``per="epoch"``:
@@ -566,7 +586,67 @@ class Monitor:
         findings = self._nonfinite(stats)          # when present, the other statistics are noise
         if not findings:
             findings = self._activations(stats) + self._gradients(stats)
-        return findings + self._updates(stats)
+        updates = self._updates(stats)
+        cause = self._learning_rate_cause()
+        if cause is None:
+            return findings + updates
+        first = [f for f in findings if f.kind == "nonfinite"]
+        rest = [Finding(f.kind, f.layer, f.message, f.evidence, _FOLLOWS_FROM_LR) if f.kind in _INIT_KINDS else f
+                for f in findings if f.kind != "nonfinite"]
+        high = [f for f in updates if f.kind == "update_ratio_high"]
+        return first + [cause] + high + rest
+
+    def _learning_rate_cause(self) -> Finding | None:
+        """A "learning rate too high" finding when the update-ratio or loss history points to it."""
+        peak: tuple[float, int, str, str] | None = None
+        for record in self.steps:
+            for layer in self._layers:
+                stats = record.layers.get(layer.name, {})
+                for local, full, p in layer.params:
+                    ratio = stats.get(f"{local}.update_ratio")
+                    if p.data.ndim >= 2 and ratio is not None and (peak is None or ratio > peak[0]):
+                        peak = (ratio, record.step, layer.name, full)
+        finite = [(s, v) for s, v in self.losses if not math.isnan(v)]
+        grown = None
+        if finite and finite[0][1] > 0:
+            worst = max(finite, key=lambda sv: sv[1])
+            if worst[1] > LOSS_GROWTH * finite[0][1]:
+                grown = (finite[0], worst)
+        high = peak is not None and peak[0] >= LR_UPDATE_RATIO
+        if not high and grown is None:
+            return None
+        parts, evidence = [], {}
+        if high:
+            ratio, step, name, full = peak
+            parts.append(f"the update ratio reached {_g(ratio)} in layer {name} ({full}) at step {step}")
+            evidence["peak_update_ratio"] = ratio
+        if grown is not None:
+            (s0, l0), (s1, l1) = grown
+            parts.append(f"the loss grew {_g(l0)} → {_g(l1)} from step {s0} to step {s1}")
+            evidence.update(first_loss=l0, peak_loss=l1)
+        layer = peak[2] if high else (self.layer_names[0] if self.layer_names else "")
+        return Finding("learning_rate_high", layer, "learning rate too high: " + " and ".join(parts), evidence,
+                       _LR_FIX)
+
+    def _uses(self, init_name: str) -> bool:
+        """Whether the hidden weights (``ndim >= 2``, all but the output layer's) were drawn by ``init_name``.
+
+        Read from each ``Parameter.init`` label (``"he(fan_in, normal) [auto: relu]"``); the
+        output layer is left out because ``init="auto"`` gives it xavier whatever the activation.
+        """
+        try:
+            wanted = initializers.get(init_name)
+        except ValueError:
+            return False
+        weights = [p for layer in self._layers for _, _, p in layer.params if p.data.ndim >= 2]
+        used = []
+        for p in weights[:-1] if len(weights) > 1 else weights:
+            label = (getattr(p, "init", "") or "").split("(")[0].split(" ")[0]
+            try:
+                used.append(bool(label) and initializers.get(label) is wanted)
+            except (ValueError, TypeError):
+                used.append(False)
+        return bool(used) and all(used)
 
     def _type(self, name: str) -> str:
         return type(self._layers[self.layer_names.index(name)].module).__name__
@@ -635,10 +715,14 @@ class Monitor:
             init_name = self._recommended(kinds)
             vanishing = stds[low] < VANISHING_STD or stds[low] * ACT_STD_RATIO < first
             exploding = stds[high] > EXPLODING_STD or stds[high] > ACT_STD_RATIO * first
-            for kind, i, verb, bad, fix in (
-                    ("vanishing", low, "falls", vanishing, f"initialise with {init_name}"),
-                    ("exploding", high, "grows", exploding,
-                     f"initialise with {init_name} / lower the init scale")):
+            if self._uses(init_name):
+                vanish_fix = explode_fix = (f"the weights already use {init_name}: add BatchNorm, or check the "
+                                            "learning rate and the input scale")
+            else:
+                vanish_fix = f"initialise with {init_name}"
+                explode_fix = f"initialise with {init_name} / lower the init scale"
+            for kind, i, verb, bad, fix in (("vanishing", low, "falls", vanishing, vanish_fix),
+                                            ("exploding", high, "grows", exploding, explode_fix)):
                 if bad:
                     findings.append(Finding(
                         f"{kind}_activations", layers[i].name, f"{kind} activations: std {verb} "
@@ -658,8 +742,10 @@ class Monitor:
         where = f"from the last layer ({layers[-1].name}) to the first ({layers[0].name})"
         kinds = [ly.kind for ly in self._layers if ly.kind]
         init_name = self._recommended(kinds)
+        already = self._uses(init_name)
         if first < GRAD_RATIO * last:
-            fix = f"initialise with {init_name} or add BatchNorm" + (
+            fix = (f"the weights already use {init_name}: add BatchNorm, or check the learning rate" if already
+                   else f"initialise with {init_name} or add BatchNorm") + (
                 "; sigmoid passes at most 1/4 of the gradient per layer: prefer tanh or ReLU"
                 if "sigmoid" in kinds else "")
             return [Finding("vanishing_gradients", layers[0].name,
@@ -669,7 +755,8 @@ class Monitor:
             return [Finding("exploding_gradients", layers[0].name,
                             f"exploding gradients: gradient norm grows {_g(last)} → {_g(first)} {where}",
                             evidence,
-                            f"initialise with {init_name} / lower the init scale, or clip gradients")]
+                            f"the weights already use {init_name}: lower the learning rate, or clip gradients"
+                            if already else f"initialise with {init_name} / lower the init scale, or clip gradients")]
         return []
 
     def _updates(self, stats: dict[str, dict[str, float]]) -> list[Finding]:

@@ -295,6 +295,29 @@ def _positive(values: np.ndarray) -> np.ndarray:
     return np.where(values > 0, values, np.nan)
 
 
+def _profile(ax: Any, monitor: Any, names: list[str], labels: dict[str, str], colors: dict[str, Any],
+             prefix: str = "") -> None:
+    """Activation std and gradient std by layer at the monitor's last sampled step."""
+    last = monitor.steps[-1]
+    profile = []
+    for stat, key, label in (("act_std", "train", "activation std"), ("grad_std", "val", "gradient std")):
+        idx = [i for i, n in enumerate(names) if stat in last.layers.get(n, {})]
+        vals = np.asarray([last.layers[names[i]][stat] for i in idx], dtype=np.float64)
+        if idx:
+            ax.plot(idx, _positive(vals), "o-", color=color(key), label=label)
+            profile.append(vals)
+    if profile:
+        log_scale_if_wide(ax, np.concatenate(profile))
+    every = math.ceil(len(names) / 12)       # at most 12 tick labels
+    ticked = names[::every]
+    ax.set_xticks(range(0, len(names), every))
+    for tick, name in zip(ax.set_xticklabels([labels[n] for n in ticked], rotation=40, ha="right"),
+                          ticked, strict=True):
+        tick.set_color(colors[name])
+    ax.set(ylabel="std", title=f"{prefix}by layer at step {last.step}")
+    legend(ax)
+
+
 @styled
 def monitor_figure(monitor: Any, layers: Sequence[str] | None = None) -> Any:
     """Four panels from a :class:`~trainlab.monitor.Monitor`'s sampled steps.
@@ -304,7 +327,8 @@ def monitor_figure(monitor: Any, layers: Sequence[str] | None = None) -> Any:
     each weight matrix per step, with the monitor's thresholds; (d) activation std and
     gradient std by layer at the last sampled step, the profile that shows vanishing or
     exploding signals at a glance. A layer has one colour in every panel (dark: first
-    layer); y axes are logarithmic where the values span a decade or more.
+    layer); y axes are logarithmic where the values span a decade or more. With a single
+    sampled step (one :meth:`Monitor.observe`) there is no time axis: only (d) is drawn.
     """
     from trainlab import monitor as mon
 
@@ -320,6 +344,11 @@ def monitor_figure(monitor: Any, layers: Sequence[str] | None = None) -> Any:
     kinds = {ly.name: ly.kind for ly in monitor._layers}
     weight_stat = {ly.name: f"{local}.update_ratio" for ly in monitor._layers
                    for local, _, p in ly.params if p.data.ndim >= 2 and local == "weight"}
+    if len(monitor.steps) == 1:
+        fig, ax = figure(figsize=(min(MAX_WIDTH, 3.0 + 0.45 * len(names)), 4.2))
+        _profile(ax, monitor, names, labels, colors)
+        fig.tight_layout()
+        return fig
     fig, axes = figure(2, 2, figsize=(MAX_WIDTH, 8.6))
     (ax_act, ax_grad), (ax_upd, ax_prof) = axes
     marker = "o" if len(monitor.steps) <= 30 else None
@@ -352,24 +381,7 @@ def monitor_figure(monitor: Any, layers: Sequence[str] | None = None) -> Any:
     ax_act.set(xlabel="step", ylabel="std of the layer's output", title="(a) activation std")
     ax_grad.set(xlabel="step", ylabel="||dL/da|| at the layer's output", title="(b) gradient norm")
     ax_upd.set(xlabel="step", ylabel="||Δw|| / ||w||", title="(c) update ratio of each weight")
-    last = monitor.steps[-1]
-    profile = []
-    for stat, key, label in (("act_std", "train", "activation std"), ("grad_std", "val", "gradient std")):
-        idx = [i for i, n in enumerate(names) if stat in last.layers.get(n, {})]
-        vals = np.asarray([last.layers[names[i]][stat] for i in idx], dtype=np.float64)
-        if idx:
-            ax_prof.plot(idx, _positive(vals), "o-", color=color(key), label=label)
-            profile.append(vals)
-    if profile:
-        log_scale_if_wide(ax_prof, np.concatenate(profile))
-    every = math.ceil(len(names) / 12)       # at most 12 tick labels
-    ticked = names[::every]
-    ax_prof.set_xticks(range(0, len(names), every))
-    for tick, name in zip(ax_prof.set_xticklabels([labels[n] for n in ticked], rotation=40, ha="right"),
-                          ticked, strict=True):
-        tick.set_color(colors[name])
-    ax_prof.set(ylabel="std", title=f"(d) by layer at step {last.step}")
-    legend(ax_prof)
+    _profile(ax_prof, monitor, names, labels, colors, "(d) ")
     if len(drawn) <= 15:
         handles = [drawn[n] for n in names if n in drawn]
         fig.legend(handles, [labels[n] for n in names if n in drawn], loc="lower center",
@@ -386,11 +398,11 @@ def monitor_figure(monitor: Any, layers: Sequence[str] | None = None) -> Any:
 
 
 @styled
-def histogram_figure(monitor: Any, what: str = "act", step: int | None = None, *, columns: int = 5) -> Any:
-    """One panel per layer: the histogram of ``what`` (``"act"``, ``"grad"``, ``"weight"``...)
-    at sampled step ``step`` (default: the last one that recorded histograms), with its std.
-
-    Needs ``Monitor(histograms=True)``.
+def histogram_figure(monitor: Any, what: str = "act", step: int | None = None, *,
+                     layers: Sequence[str] | None = None, columns: int = 5) -> Any:
+    """One panel per layer (``layers``, default all): the histogram of ``what`` (``"act"``,
+    ``"grad"``, ``"weight"``...) at sampled step ``step`` (default: the last one that recorded
+    histograms), with its std. Needs ``Monitor(histograms=True)``.
     """
     if not monitor.histograms:
         raise ValueError("Monitor.plot_histograms: this monitor records no histograms; "
@@ -404,7 +416,12 @@ def histogram_figure(monitor: Any, what: str = "act", step: int | None = None, *
     if not records:
         raise ValueError("Monitor.plot_histograms: nothing recorded yet")
     record = records[-1]
-    shown = [(n, record.histograms[n][what]) for n in monitor.layer_names
+    names = list(layers) if layers is not None else list(monitor.layer_names)
+    unknown = [n for n in names if n not in monitor.layer_names]
+    if unknown:
+        raise ValueError(f"Monitor.plot_histograms: unknown layers {unknown}; "
+                         f"layers: {', '.join(monitor.layer_names)}")
+    shown = [(n, record.histograms[n][what]) for n in names
              if what in record.histograms.get(n, {}) and record.histograms[n][what].num]
     if not shown:
         raise ValueError(f"Monitor.plot_histograms: no {what!r} histograms at step {record.step}")
@@ -416,8 +433,7 @@ def histogram_figure(monitor: Any, what: str = "act", step: int | None = None, *
         ax.stairs(h.counts, h.edges, fill=True, color=c)
         mean = h.sum / h.num
         std = math.sqrt(max(h.sum_squares / h.num - mean * mean, 0.0))
-        ax.set_title(layer_label(monitor, name), fontsize=11)
-        ax.text(0.97, 0.95, f"std {std:.2g}", transform=ax.transAxes, ha="right", va="top", fontsize=10)
+        ax.set_title(f"{layer_label(monitor, name)}\nstd {std:.2g}", fontsize=11)
         ax.set_yticks([])
         ax.set_xticks([h.edges[0], h.edges[-1]])
         ax.set_xticklabels([f"{h.edges[0]:.2g}", f"{h.edges[-1]:.2g}"])

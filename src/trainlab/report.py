@@ -58,6 +58,7 @@ h3 { font-size: 1.1em; margin-top: 24px; }
 .meta { color: #57606a; margin: 0 0 16px; }
 .badge { display: inline-block; padding: 2px 10px; border-radius: 12px; font-weight: 600; }
 .pass { color: var(--pass); background: var(--pass-bg); }
+.quick { color: #7d4e00; background: #fff1c2; }
 .fail { color: var(--fail); background: var(--fail-bg); }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.92em; }
 th, td { border: 1px solid var(--line); padding: 4px 8px; text-align: left; vertical-align: top; }
@@ -243,7 +244,7 @@ def render_html(
             + "".join(
                 f'<li><a href="#{a}">{_e(r.title)}</a> <code>{_e(r.name)}</code> '
                 f'<span class="badge {"pass" if r.passed else "fail"}">'
-                f"{sum(v.passed for v in r.verdicts)}/{len(r.verdicts)}</span></li>"
+                f"{sum(v.passed for v in r.verdicts)}/{len(r.verdicts)}</span>{_quick_badge(r)}</li>"
                 for r, a in zip(ordered, anchors, strict=True)
             )
             + "</ul></nav>"
@@ -256,7 +257,8 @@ def render_html(
     for r, anchor in zip(ordered, anchors, strict=True):
         parts += [
             f'<section id="{anchor}">',
-            f"<h2>{_e(r.title)} <code>{_e(r.name)}</code></h2>",
+            f"<h2>{_e(r.title)} <code>{_e(r.name)}</code>{_quick_badge(r)}</h2>",
+            _quick_note(r),
             f"<p>{_e(r.summary)}</p>",
             f'<p class="meta">wall time {r.seconds:.1f} s</p>' if r.seconds else "",
         ]
@@ -290,6 +292,22 @@ def render_html(
         "</body></html>",
     ]
     return "\n".join(p for p in parts if p) + "\n", missing
+
+
+def _is_quick(r: StudyResult) -> bool:
+    return bool(r.numbers.get("quick"))
+
+
+def _quick_badge(r: StudyResult) -> str:
+    return ' <span class="badge quick">quick size</span>' if _is_quick(r) else ""
+
+
+def _quick_note(r: StudyResult) -> str:
+    if not _is_quick(r):
+        return ""
+    return ('<p class="meta quick-note">This result is of the <strong>quick</strong> size (<code>--quick</code>: '
+            "fewer seeds, epochs and grid points, as in CI); run the command below without "
+            "<code>--quick</code> for the full study.</p>")
 
 
 def write_report(results: Sequence[StudyResult], out: str | Path) -> Path:

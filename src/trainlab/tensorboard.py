@@ -161,6 +161,15 @@ class _Worker:
         else:
             self._queue.put((fn, args))
 
+    def wait(self, timeout: float = CLOSE_TIMEOUT) -> None:
+        """Block until every call submitted so far has run."""
+        if self._thread is not None:
+            done = threading.Event()
+            self._queue.put((done.set, ()))
+            if not done.wait(timeout):
+                raise RuntimeError(f"TensorBoard: the event writer did not catch up within {timeout:.0f} s")
+        self._raise()
+
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
         if self._thread is not None:
             self._queue.put(None)
@@ -251,6 +260,13 @@ class TensorBoard(Callback):
             self.close("failure")
         except Exception:  # noqa: BLE001 - exiting anyway; tensorboardX closes its file itself
             pass
+
+    def flush(self) -> None:
+        """Write everything logged so far to the event file now (TensorBoard sees it on its next poll)."""
+        if self.writer is not None:
+            assert self._worker is not None
+            self._worker.wait()
+            self.writer.flush()
 
     def __enter__(self) -> TensorBoard:
         return self

@@ -11,14 +11,22 @@ Callbacks see the trainer at fixed points (``on_train_begin``, ``on_epoch_begin`
 ``on_step_end``, ``on_epoch_end``, ``on_train_end``) and may set
 ``trainer.stop_training = True``. Shipped callbacks: :class:`EarlyStopping`,
 :class:`Checkpoint` (every N epochs and at the best validation value),
-:class:`LRSchedule` and :class:`NaNGuard`.
+:class:`MetricsLog` (one fsynced JSON line per epoch), :class:`LRSchedule` and
+:class:`NaNGuard`.
+
+When a fit ends by Ctrl-C (``KeyboardInterrupt``) or by :class:`TrainingDiverged`, the
+trainer records why in ``history.stop_reason`` (``history.epoch`` holds the completed
+epochs only), closes its progress bar and re-raises; what the callbacks wrote for the
+completed epochs (metrics lines, checkpoints) stays as it is.
 """
 
 from __future__ import annotations
 
 import copy
 import dataclasses
+import json
 import math
+import os
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -32,8 +40,8 @@ from trainlab import checkpoint
 from trainlab.data import Batches
 from trainlab.nn import Sequential
 
-__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "LRSchedule", "NaNGuard",
-           "TrainingDiverged"]
+__all__ = ["Trainer", "History", "Callback", "EarlyStopping", "Checkpoint", "MetricsLog", "LRSchedule",
+           "NaNGuard", "TrainingDiverged", "append_line"]
 
 
 class TrainingDiverged(RuntimeError):
@@ -211,6 +219,7 @@ class Checkpoint(Callback):
         self.mode = _mode_for(monitor or "loss", mode)
         self.best = math.inf if self.mode == "min" else -math.inf
         self.config = config or {}
+        self.saved_epoch = 0        #: the epochs done at the last ``last.safetensors`` this callback wrote
 
     def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
         improved = bool(self.monitor and self.monitor in logs
@@ -219,6 +228,7 @@ class Checkpoint(Callback):
             self.best = logs[self.monitor]
         if (epoch + 1) % self.every == 0:
             trainer.save_checkpoint(self.folder / "last.safetensors", config=self.config)
+            self.saved_epoch = epoch + 1
         if improved:
             trainer.save_checkpoint(self.folder / "best.safetensors", config=self.config)
 
@@ -228,6 +238,44 @@ class Checkpoint(Callback):
     def load_state_dict(self, state: dict[str, Any]) -> None:
         """Restore ``best``; ``ValueError`` (nothing changed) for anything else."""
         self.best = _best_from("Checkpoint", _checked_state("Checkpoint", state, {"best"}), self.mode)
+
+
+def append_line(path: str | Path, line: str) -> None:
+    """Append one line (``"\\n"`` added if missing) to ``path`` and fsync it before returning.
+
+    The line goes out in one ``write`` on an ``O_APPEND`` descriptor, so a reader never
+    sees two lines interleaved, and a process killed between lines leaves only whole lines.
+    """
+    data = (line if line.endswith("\n") else line + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o666)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+class MetricsLog(Callback):
+    """Write ``metrics.jsonl``: one JSON object per epoch, appended and fsynced at the end of each epoch.
+
+    At the start of a fit the file is rewritten (atomically) from ``trainer.history``: empty
+    for a new run, and exactly the checkpointed epochs after :meth:`Trainer.resume`, so
+    lines of epochs that ran after the last checkpoint, and are about to run again, are not
+    repeated. Keys: ``epoch`` (1-based), ``train_loss``, ``train_accuracy``, ``val_loss``,
+    ``val_accuracy`` (with validation data), ``lr`` (at the start of the epoch), ``seconds``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def on_train_begin(self, trainer: Trainer) -> None:
+        text = "".join(json.dumps(row) + "\n" for row in trainer.history.rows())
+        checkpoint.atomic_write_bytes(self.path, text.encode())
+
+    def on_epoch_end(self, trainer: Trainer, epoch: int, logs: dict[str, Any]) -> None:
+        append_line(self.path, json.dumps(logs))
 
 
 class LRSchedule(Callback):
@@ -333,6 +381,7 @@ class Trainer:
         self.global_step = 0
         self.stop_training = False
         self.rng: np.random.Generator | None = None
+        self.epoch_in_progress = 0  # the epoch running now (0-based; after a fit: the last one started)
 
     # ------------------------------------------------------------------ control
     def stop(self, reason: str) -> None:
@@ -393,10 +442,30 @@ class Trainer:
         self.rng = rng
         batches = Batches(x, y, batch_size, shuffle=True, rng=rng)
         self.stop_training = False
+        self.epoch_in_progress = start_epoch
         self._call("on_train_begin")
         bar = _Progress(self.progress)
+        try:
+            self._epochs(x, y, val_xy, batches, bar, start_epoch, epochs)
+        except (KeyboardInterrupt, TrainingDiverged) as exc:
+            bar.close({})
+            self.history.stopped_early = True
+            epoch = self.epoch_in_progress + 1
+            self.history.stop_reason = (f"interrupted (KeyboardInterrupt) during epoch {epoch}"
+                                        if isinstance(exc, KeyboardInterrupt)
+                                        else f"{str(exc).splitlines()[0]} (epoch {epoch})")
+            raise
+        self._call("on_train_end")
+        if self.monitor is not None and self.log is not None:
+            findings = self.monitor.diagnose()
+            if findings:
+                self.log("diagnosis:\n" + "\n".join(f"  - {f}" for f in findings))
+        return self.history
+
+    def _epochs(self, x: np.ndarray, y: np.ndarray, val_xy: Any, batches: Batches, bar: _Progress,
+                start_epoch: int, epochs: int) -> None:
         for epoch in range(start_epoch, epochs):
-            self.epoch = epoch
+            self.epoch = self.epoch_in_progress = epoch
             self._call("on_epoch_begin", epoch)
             self.model.train()
             start = time.perf_counter()
@@ -408,7 +477,7 @@ class Trainer:
                     self.monitor.begin_step(self.global_step)
                 loss, correct = self.train_step(xb, yb)
                 if self.monitor is not None:
-                    self.monitor.end_step(self.global_step)
+                    self.monitor.end_step(self.global_step, loss=loss)
                 n = len(yb)
                 total_loss += loss * n
                 total_correct += correct
@@ -435,12 +504,6 @@ class Trainer:
                 if self.log is not None and self.history.stop_reason:
                     self.log(self.history.stop_reason)
                 break
-        self._call("on_train_end")
-        if self.monitor is not None and self.log is not None:
-            findings = self.monitor.diagnose()
-            if findings:
-                self.log("diagnosis:\n" + "\n".join(f"  - {f}" for f in findings))
-        return self.history
 
     @staticmethod
     def format_logs(logs: dict[str, Any], epochs: int) -> str:

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from trainlab.data import download, files, synthetic
+from trainlab.data.errors import DataError
 from trainlab.data.idx import read_idx
 from trainlab.data.splits import Splits, build_splits, resolve_mode, split_sizes, stratified_split
 
@@ -76,17 +77,21 @@ def _load_digits(rng: np.random.Generator, *, flatten: bool = True, standardize:
 def _idx_loader(dataset: str, class_names: tuple[str, ...]) -> Callable[..., Splits]:
     def loader(rng: np.random.Generator, *, flatten: bool = True, standardize: bool | str = True,
                val_size: int = 5000, verify: bool = True, root: str | os.PathLike | None = None,
-               timeout: float = download.DEFAULT_TIMEOUT) -> Splits:
+               timeout: float = download.DEFAULT_TIMEOUT, max_bytes: int | None = None) -> Splits:
         paths = download.fetch(dataset, root=root, verify=verify, timeout=timeout)
-        arrays = {role: read_idx(path) for role, path in paths.items()}
+        arrays = {role: read_idx(path, max_bytes=max_bytes) for role, path in paths.items()}
         for part in ("train", "test"):
             images, labels = arrays[f"{part}_images"], arrays[f"{part}_labels"]
             where = f"{paths[f'{part}_images']} / {paths[f'{part}_labels'].name}"
             if images.ndim != 3 or labels.ndim != 1 or len(images) != len(labels):
-                raise ValueError(f"{where}: expected images (N, H, W) and labels (N,), "
-                                 f"got {images.shape} and {labels.shape}")
-            if len(labels) and labels.max() >= len(class_names):
-                raise ValueError(f"{where}: label {labels.max()} outside [0, {len(class_names)})")
+                raise DataError(f"{where}: expected images (N, H, W) and labels (N,) of one length, "
+                                f"got {images.shape} and {labels.shape}")
+            if len(labels) and (labels.min() < 0 or labels.max() >= len(class_names)):
+                i = int(np.argmax((labels < 0) | (labels >= len(class_names))))
+                raise DataError(f"{paths[f'{part}_labels']}: row {i}: label {labels[i]} outside "
+                                f"0..{len(class_names) - 1}")
+            if len(labels) == 0:
+                raise DataError(f"{paths[f'{part}_labels']}: holds no labels")
         x_all, y_all = arrays["train_images"], arrays["train_labels"].astype(np.int64)
         if isinstance(val_size, bool) or not isinstance(val_size, int) or not 0 <= val_size < len(y_all):
             raise ValueError(f"val_size must be an integer in [0, {len(y_all)}), got {val_size!r}")
@@ -122,13 +127,14 @@ def _synthetic_loader(maker: Callable[..., tuple[np.ndarray, np.ndarray]]) -> Ca
 
 
 def _load_file(path: Path, rng: np.random.Generator, *, label_column: str = "label",
-               standardize: bool | str = True, val_fraction: float = 0.1,
-               test_fraction: float = 0.2) -> Splits:
+               standardize: bool | str = True, val_fraction: float = 0.1, test_fraction: float = 0.2,
+               max_bytes: int | None = None, max_classes: int | None = None) -> Splits:
     info: dict[str, Any] = {"source": str(path)}
+    limits = {"max_bytes": max_bytes, "max_classes": max_classes}
     if path.suffix.lower() == ".npz":
-        x, y = files.load_npz(path)
+        x, y = files.load_npz(path, **limits)
     else:
-        x, y, info["feature_names"] = files.load_csv(path, label_column=label_column)
+        x, y, info["feature_names"] = files.load_csv(path, label_column=label_column, **limits)
     default = "global" if x.ndim > 2 else "per_feature"
     return _split_and_build(str(path), x, y, rng, mode=resolve_mode(standardize, default),
                             val_fraction=val_fraction, test_fraction=test_fraction, info=info)
@@ -174,19 +180,24 @@ def load(name: str | os.PathLike, *, rng: np.random.Generator | None = None, **k
               gives (N, 1, H, W).
             * mnist, fashion_mnist: ``val_size=5000``, ``verify=True`` (size, SHA-256 and
               MD5 of each download), ``root`` (cache folder, default ``$TRAINLAB_DATA`` or
-              ``~/.cache/trainlab``), ``timeout=60``.
+              ``~/.cache/trainlab``), ``timeout=60``, ``max_bytes``.
             * spiral: ``n_samples=300, classes=3, noise=0.2``; circles: ``n_samples,
               noise=0.1, factor=0.5``; moons: ``n_samples, noise=0.1``; blobs: ``n_samples,
               centers=3, n_features=2, cluster_std=1.0, center_box=(-10, 10)``.
             * ``.csv``: ``label_column="label"``.
+            * ``.npz`` / ``.csv``: ``max_bytes`` (default 1 GiB) and ``max_classes``
+              (default 10,000), the limits of :mod:`trainlab.data.errors`; the environment
+              variables ``TRAINLAB_DATA_MAX_BYTES`` / ``TRAINLAB_DATA_MAX_CLASSES`` set them too.
 
     Returns:
         :class:`Splits` with float32 ``x`` (N, *input_shape), int64 ``y`` in
         ``[0, num_classes)``; ``info["standardizer"]`` holds the train-split statistics.
 
     Raises:
-        ValueError: unknown name (with the valid names and a close match), bad file
-            contents (naming the file and the line/row), or bad arguments.
+        DataError: (a ``ValueError``) a missing, corrupt or oversized file, naming the file
+            and the line, row or member; :class:`DownloadError` and :class:`ChecksumError`
+            for MNIST-style downloads.
+        ValueError: unknown name (with the valid names and a close match) or bad arguments.
         TypeError: an argument the dataset does not take, or ``rng`` not a Generator.
     """
     seed = DEFAULT_SEED if rng is None else None
@@ -198,12 +209,12 @@ def load(name: str | os.PathLike, *, rng: np.random.Generator | None = None, **k
     if isinstance(name, os.PathLike) or (isinstance(name, str) and name.lower().endswith(FILE_SUFFIXES)):
         path = Path(name)
         if path.suffix.lower() not in FILE_SUFFIXES:
-            raise ValueError(f"{path}: unsupported file type {path.suffix!r}; "
-                             f"expected one of {FILE_SUFFIXES}")
+            raise DataError(f"{path}: unsupported file type {path.suffix!r}; "
+                            f"expected one of {FILE_SUFFIXES}")
         if not path.is_file():
-            raise ValueError(f"{path}: no such file")
+            raise DataError(f"{path}: no such file" if not path.exists() else f"{path}: not a regular file")
         loader, key = (lambda r, **kw: _load_file(path, r, **kw)), str(path)
-        accepted = ("label_column", "standardize", "val_fraction", "test_fraction")
+        accepted = ("label_column", "standardize", "val_fraction", "test_fraction", "max_bytes", "max_classes")
     elif isinstance(name, str):
         key = name.strip().lower().replace("-", "_")
         if key not in _REGISTRY:

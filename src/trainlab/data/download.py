@@ -1,7 +1,9 @@
 """Download-once cache for MNIST and Fashion-MNIST, verified by size, SHA-256 and MD5.
 
 Files live in ``<cache>/<dataset>/<file name>`` where ``<cache>`` is ``$TRAINLAB_DATA`` if
-set, else ``~/.cache/trainlab``. A missing file is streamed from the first mirror that
+set, else ``~/.cache/trainlab``. With ``TRAINLAB_OFFLINE=1`` (or ``true``/``yes``) a missing
+file raises :class:`DownloadError` at once, without any network call; cached files are
+used as usual. A missing file is streamed from the first mirror that
 answers into a temporary file beside its destination and renamed into place only when
 complete (``os.replace``, atomic on one file system), then verified. Every
 :func:`fetch` verifies every file, cached or fresh; a file that fails is deleted and
@@ -26,12 +28,15 @@ from typing import NamedTuple
 from urllib.error import URLError
 from urllib.request import urlopen
 
+from trainlab.data.errors import DataError
+
 __all__ = [
     "FileRecord", "Source", "SOURCES", "ChecksumError", "DownloadError", "cache_dir", "download",
-    "verify_file", "fetch",
+    "verify_file", "fetch", "offline",
 ]
 
 ENV_VAR = "TRAINLAB_DATA"
+OFFLINE_ENV = "TRAINLAB_OFFLINE"
 DEFAULT_TIMEOUT = 60.0
 
 
@@ -103,12 +108,17 @@ SOURCES: dict[str, Source] = {
 }
 
 
-class ChecksumError(ValueError):
+class ChecksumError(DataError):
     """A downloaded or cached file does not match its pinned size or digests."""
 
 
-class DownloadError(OSError):
-    """No mirror could deliver a file (offline, timeout, HTTP error)."""
+class DownloadError(DataError, OSError):
+    """No mirror could deliver a file (offline, timeout, HTTP error); a ``DataError`` and an ``OSError``."""
+
+
+def offline() -> bool:
+    """True when ``$TRAINLAB_OFFLINE`` is ``1``, ``true``, ``yes`` or ``on`` (any case)."""
+    return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
 def cache_dir() -> Path:
@@ -178,8 +188,9 @@ def fetch(
         ``{"train_images": path, "train_labels": ..., "test_images": ..., "test_labels": ...}``.
 
     Raises:
-        DownloadError: a file is missing and no mirror delivered it; the message names the
-            folder and every file (with its SHA-256) to place there by hand.
+        DownloadError: a file is missing and no mirror delivered it, or ``$TRAINLAB_OFFLINE``
+            is set; the one-line message names the folder and every file (with its size and
+            SHA-256) to place there by hand.
         ChecksumError: a file failed verification; it has been deleted.
     """
     if dataset not in SOURCES:
@@ -209,22 +220,25 @@ def fetch(
 def _download_from_mirrors(dataset: str, source: Source, record: FileRecord, path: Path,
                            timeout: float) -> None:
     reasons = []
-    for mirror in source.mirrors:
-        url = mirror + record.filename
-        try:
-            download(url, path, timeout=timeout)
-            return
-        except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
-            reasons.append(f"{url}: {exc}")
+    if offline():
+        reasons.append(f"{OFFLINE_ENV} is set, so nothing is downloaded")
+    else:
+        for mirror in source.mirrors:
+            url = mirror + record.filename
+            try:
+                download(url, path, timeout=timeout)
+                return
+            except (URLError, TimeoutError, ConnectionError, http.client.HTTPException) as exc:
+                reasons.append(f"{url}: {exc}")
     folder = path.parent
-    manual = "\n".join(
-        f"  {r.filename}  ({r.size} bytes, sha256 {r.sha256})"
-        + ("" if (folder / r.filename).exists() else "  <- missing")
+    manual = "; ".join(
+        f"{r.filename} ({r.size:,} bytes, sha256 {r.sha256}"
+        + (")" if (folder / r.filename).exists() else ", missing)")
         for r in source.files.values()
     )
     raise DownloadError(
-        f"could not download {record.filename} for {dataset!r}:\n  " + "\n  ".join(reasons)
-        + f"\nIf this machine is offline, download the files from {source.mirrors[0]} elsewhere "
-        f"and put them, still gzip-compressed, in {folder}{os.sep}:\n{manual}\n"
-        f"(set ${ENV_VAR} to use another cache folder than {folder.parent})."
+        f"{path}: could not download {record.filename} for {dataset!r} ({'; '.join(reasons)}). "
+        f"To use {dataset!r} offline, download these files from {source.mirrors[0]} on another machine and "
+        f"put them, still gzip-compressed, in {folder}{os.sep}: {manual}. "
+        f"Set ${ENV_VAR} to use another cache folder than {folder.parent}."
     )

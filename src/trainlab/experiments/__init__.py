@@ -23,13 +23,14 @@ From the shell: ``trainlab experiment init-depth --quick --out lab``.
 from __future__ import annotations
 
 import importlib
+import shlex
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 from trainlab.experiments.common import StudyResult, Table, Verdict
 
-__all__ = ["STUDIES", "names", "get", "run", "StudyResult", "Verdict", "Table"]
+__all__ = ["STUDIES", "names", "get", "run", "command", "StudyResult", "Verdict", "Table"]
 
 #: study name -> module in this package defining ``run(*, quick, out, seeds) -> StudyResult``
 STUDIES = {
@@ -56,9 +57,21 @@ def get(name: str) -> Callable[..., StudyResult]:
     return importlib.import_module(f"trainlab.experiments.{STUDIES[name]}").run
 
 
+def command(name: str, *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None) -> str:
+    """The shell command that reruns :func:`run` with these arguments (``--quick``, ``--out``, ``--seeds``)."""
+    parts = ["trainlab", "experiment", name, *(["--quick"] if quick else []), "--out", str(out)]
+    if seeds is not None:
+        parts += ["--seeds", *map(str, seeds)]
+    return shlex.join(parts)
+
+
 def run(name: str, *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
         report: bool = True) -> StudyResult:
-    """Run study ``name``, write ``<out>/<name>.json`` (and ``<out>/report.html``), return its result."""
+    """Run study ``name``, write ``<out>/<name>.json`` (and ``<out>/report.html``), return its result.
+
+    The result records the command that reproduces this very call (:func:`command`) and
+    ``numbers["quick"]``, so the report can say that a result is of the quick size.
+    """
     study = get(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
@@ -68,6 +81,8 @@ def run(name: str, *, quick: bool = False, out: str | Path = "lab", seeds: tuple
         kwargs["seeds"] = tuple(seeds)
     result = study(**kwargs)
     result.seconds = time.perf_counter() - start
+    result.command = command(name, quick=quick, out=out, seeds=seeds)
+    result.numbers["quick"] = bool(quick)
     result.save(out)
     if report:
         from trainlab.report import write_report

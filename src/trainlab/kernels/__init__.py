@@ -103,7 +103,11 @@ def set_path(name: str) -> None:
 
 @contextmanager
 def use(name: str) -> Iterator[str]:
-    """Run a block on one kernel path, then restore the previous one."""
+    """Run a block on one kernel path, then restore the previous one.
+
+    The path is process-wide (as :func:`set_path`): switch it in one thread, around any
+    threads that should run on it, never from several threads at once.
+    """
     previous = _path
     set_path(name)
     try:

@@ -456,10 +456,11 @@ def add_bias_rows(out, bias, rows, length):
 # ----------------------------------------------------------------------------- optimizers
 @njit(**_EW)
 def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
-                decoupled, amsgrad, eps_inside_sqrt, bc1, bc2):
+                decoupled, amsgrad, eps_inside_sqrt, maximize, bc1, bc2):
     """One fused pass of :func:`trainlab.optim.functional.adam` (the same equations, in the same order).
 
-    With ``d = g + λ·w`` (or AdamW's ``w ← w·(1 − α·λ)`` and ``d = g``)::
+    With ``d = g + λ·w`` (or AdamW's ``w ← w·(1 − α·λ)`` and ``d = g``; ``maximize`` negates ``g``
+    first)::
 
         m ← m + (1 − β1)(d − m);   v ← β2·v + (1 − β2)·d²;   (amsgrad: v_max ← max(v_max, v))
         w ← w − α·√c2/c1 · m / (√v + ε·√c2)     (or m / √(v + ε·c2) with ε inside the root)
@@ -476,6 +477,8 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, bet
         for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
             w = np.float64(param[k])
             d = np.float64(grad[k])
+            if maximize:
+                d = -d
             if weight_decay != 0.0:
                 if decoupled:
                     w = w * decay

@@ -30,10 +30,11 @@ class Activation(Module):
         super().__init__()
         self._out: np.ndarray | None = None
 
-    def _saved(self) -> np.ndarray:
+    def _saved(self, dout: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The cached array and ``dout`` (checked to have its shape)."""
         if self._out is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        return self._out
+        return self._out, _validate.upstream(dout, self._out.shape, type(self).__name__)
 
 
 _ZEROS: dict[np.dtype, np.ndarray] = {}
@@ -147,8 +148,7 @@ class ReLU(Activation):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        mask = self._saved()
-        dout = np.asarray(dout)
+        mask, dout = self._saved(dout)
         dx = _compiled_backward("masked_copy", dout, mask)
         return np.multiply(dout, mask) if dx is None else dx
 
@@ -180,8 +180,7 @@ class LeakyReLU(Activation):
         return self._out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        self._saved()
-        dout = np.asarray(dout)
+        _, dout = self._saved(dout)
         slope = dout.dtype.type(self.negative_slope)
         flats = _compiled_operands(dout, self._positive)
         if flats is not None:
@@ -201,8 +200,7 @@ class Tanh(Activation):
         return self._out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        out = self._saved()
-        dout = np.asarray(dout)
+        out, dout = self._saved(dout)
         dx = _compiled_backward("tanh_backward", dout, out)     # one pass instead of three
         if dx is not None:
             return dx
@@ -226,8 +224,7 @@ class Sigmoid(Activation):
         return out
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
-        out = self._saved()
-        dout = np.asarray(dout)
+        out, dout = self._saved(dout)
         dx = _compiled_backward("sigmoid_backward", dout, out)     # one pass instead of three
         if dx is not None:
             return dx

@@ -389,7 +389,7 @@ class _BatchNorm(Module):
                 self.bias.accumulate_grad(np.zeros(c, dtype))
                 self.weight.accumulate_grad(np.zeros(c, dtype))
             return np.empty(input_shape, dtype)
-        dy = np.asarray(dout)
+        dy = _validate.upstream(dout, input_shape, type(self).__name__)
         if channel_major:
             dyt = dy.reshape(input_shape).swapaxes(0, 1)
             if dyt.dtype != dtype or not dyt.flags.c_contiguous:

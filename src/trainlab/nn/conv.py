@@ -669,4 +669,5 @@ class Flatten(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("Flatten.backward called before forward")
-        return np.asarray(dout).reshape(self._cache.input_shape)
+        shape = self._cache.input_shape
+        return _validate.upstream(dout, self.output_shape(shape), "Flatten").reshape(shape)

@@ -64,9 +64,8 @@ class Dropout(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._mask is None:
             return dout
-        dout = np.asarray(dout)
-        if kernels.active() and dout.dtype == self._mask.dtype and dout.flags.c_contiguous \
-                and dout.shape == self._mask.shape:
+        dout = _validate.upstream(dout, self._mask.shape, "Dropout")
+        if kernels.active() and dout.dtype == self._mask.dtype and dout.flags.c_contiguous:
             dx = np.empty_like(dout)
             kernels.jit().multiply(dout.reshape(-1), self._mask.reshape(-1), dx.reshape(-1))
             return dx

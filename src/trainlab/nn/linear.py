@@ -123,7 +123,7 @@ class Linear(InitializedLayer):
         if self._cache is None:
             raise RuntimeError("Linear.backward called before forward")
         x2d, input_shape = self._cache
-        d2d = np.asarray(dout).reshape(-1, self.out_features)
+        d2d = _validate.upstream(dout, (*input_shape[:-1], self.out_features), "Linear").reshape(-1, self.out_features)
         self.weight.matmul_into_grad(d2d.T, x2d)
         if self.bias is not None:
             self.bias.sum_into_grad(d2d, axis=0)

@@ -218,8 +218,8 @@ class Module:
             return
         elif name in params:
             if value is not None:
-                raise TypeError(f"{type(self).__name__}.{name}: expected a Parameter, "
-                                f"got {type(value).__name__}")
+                raise _validate.argument_error(TypeError, f"{type(self).__name__}.{name}", name,
+                                               f"expected a Parameter, got {type(value).__name__}")
             params[name] = None        # as in PyTorch: ``layer.bias = None`` removes the parameter
         object.__setattr__(self, name, value)
 
@@ -501,7 +501,8 @@ class Sequential(Module):
         super().__init__()
         for i, m in enumerate(modules):
             if not isinstance(m, Module):
-                raise TypeError(f"Sequential: argument {i} must be a Module, got {type(m).__name__}")
+                raise _validate.argument_error(TypeError, "Sequential", "modules",
+                                               f"modules[{i}] must be a Module, got {type(m).__name__}")
             setattr(self, str(i), m)
         self._resolve_auto_init()
 
@@ -533,7 +534,8 @@ class Sequential(Module):
 
     def append(self, module: Module) -> Sequential:
         if not isinstance(module, Module):
-            raise TypeError(f"Sequential.append: expected a Module, got {type(module).__name__}")
+            raise _validate.argument_error(TypeError, "Sequential.append", "module",
+                                           f"module must be a Module, got {type(module).__name__}")
         setattr(self, str(len(self._modules)), module)
         self._resolve_auto_init()
         return self

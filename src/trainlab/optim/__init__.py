@@ -6,8 +6,8 @@ The seed's six rules, each one kernel in :mod:`trainlab.optim.functional`:
 name            class                                  the seed's exact formula
 ==============  =====================================  ==========================================
 ``sgd``         ``SGD(params, lr)``                    as is
-``momentum``    ``Momentum(params, lr)``               as is (velocity form ``v ← μv − αg``)
-``nesterov``    ``Nesterov(params, lr)``               as is
+``momentum``    ``Momentum(params, lr)``               ``momentum_form="velocity"`` (``v ← μv − αg``)
+``nesterov``    ``Nesterov(params, lr)``               ``momentum_form="velocity"``
 ``adagrad``     ``Adagrad(params)``                    ``eps_inside_sqrt=True``
 ``rmsprop``     ``RMSprop(params)``                    ``eps_inside_sqrt=True``
 ``adam``        ``Adam(params)``                       ``bias_correction=False, eps_inside_sqrt=True``
@@ -15,7 +15,12 @@ name            class                                  the seed's exact formula
 ``adam_seed``   ``Adam(..., bias_correction=False, eps_inside_sqrt=True)``
 ==============  =====================================  ==========================================
 
-Defaults follow PyTorch, so ``optim.Adam(params)`` steps like ``torch.optim.Adam``.
+Defaults, argument names and positional order follow ``torch.optim`` (SGD's ``lr=1e-3``,
+``dampening``, momentum kept as PyTorch's buffer, ``maximize`` for every rule), so
+``optim.SGD(params, momentum=0.9)`` steps like ``torch.optim.SGD`` under any learning-rate
+schedule, and ``optim.Adam(params)`` like ``torch.optim.Adam``; the seed-exact forms are
+keyword flags. Arguments are validated once, at construction (errors name the argument:
+``exc.argument``); a step pays no checks.
 ``create(name, params, **kwargs)`` builds one by name; ``get(name)`` returns its class.
 """
 
@@ -24,6 +29,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from trainlab import _validate
 from trainlab.optim import functional
 from trainlab.optim.adagrad import Adagrad
 from trainlab.optim.adam import Adam, AdamW
@@ -43,9 +49,9 @@ from trainlab.optim.sgd import SGD, Momentum, Nesterov
 
 
 def adam_seed(params: Iterable[Any], lr: float = 1e-3, betas: tuple[float, float] = (0.9, 0.999),
-              eps: float = 1e-8, weight_decay: float = 0.0) -> Adam:
+              eps: float = 1e-8, weight_decay: float = 0.0, *, maximize: bool = False) -> Adam:
     """The seed's Adam: ``m, v`` moving averages, then ``w ← w − α·m/√(v + ε)`` (no bias correction)."""
-    return Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
+    return Adam(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay, maximize=maximize,
                 bias_correction=False, eps_inside_sqrt=True)
 
 
@@ -70,9 +76,10 @@ def get(name: str) -> Callable[..., Optimizer]:
     Raises:
         ValueError: an unknown name (the message lists the valid ones).
     """
-    key = name.lower() if isinstance(name, str) else name
+    key = name.lower() if isinstance(name, str) else None
     if key not in _REGISTRY:
-        raise ValueError(f"unknown optimizer {name!r}; valid names: {', '.join(names)}")
+        raise _validate.argument_error(ValueError, "optim.get", "name", f"unknown optimizer {name!r}; "
+                                       f"valid names: {', '.join(names)}")
     return _REGISTRY[key]
 
 

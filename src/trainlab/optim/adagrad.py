@@ -15,7 +15,8 @@ __all__ = ["Adagrad"]
 class Adagrad(Optimizer):
     """Adagrad.
 
-    With ``d = g + λ·w`` and ``α_t = α / (1 + (t − 1)·lr_decay)``::
+    With ``d = g + λ·w`` (``−g + λ·w`` with ``maximize=True``) and
+    ``α_t = α / (1 + (t − 1)·lr_decay)``::
 
         G ← G + d ⊙ d                      (G starts at initial_accumulator_value)
         w ← w − α_t · d / (√G + ε)         default: PyTorch's placement of ε
@@ -29,11 +30,12 @@ class Adagrad(Optimizer):
     Args:
         params: Parameters or param-group dicts.
         lr: ``α >= 0``.
-        eps: ``ε > 0``.
-        initial_accumulator_value: initial ``G``, ``>= 0``.
-        weight_decay: ``λ >= 0`` (L2, added to the gradient).
-        eps_inside_sqrt: the seed's ``√(G + ε)``.
         lr_decay: PyTorch's ``lr_decay >= 0``.
+        weight_decay: ``λ >= 0`` (L2, added to the gradient).
+        initial_accumulator_value: initial ``G``, ``>= 0``.
+        eps: ``ε > 0``.
+        maximize: ascend the objective (PyTorch's ``maximize``).
+        eps_inside_sqrt: the seed's ``√(G + ε)``.
 
     References:
         Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods for Online
@@ -44,13 +46,11 @@ class Adagrad(Optimizer):
     work_slots = 2
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 0.01,
-                 eps: float = 1e-10, initial_accumulator_value: float = 0.0,
-                 weight_decay: float = 0.0, eps_inside_sqrt: bool = False,
-                 lr_decay: float = 0.0) -> None:
-        super().__init__(params, dict(lr=lr, eps=eps,
-                                      initial_accumulator_value=initial_accumulator_value,
-                                      weight_decay=weight_decay, eps_inside_sqrt=eps_inside_sqrt,
-                                      lr_decay=lr_decay))
+                 lr_decay: float = 0.0, weight_decay: float = 0.0, initial_accumulator_value: float = 0.0,
+                 eps: float = 1e-10, *, maximize: bool = False, eps_inside_sqrt: bool = False) -> None:
+        super().__init__(params, dict(lr=lr, lr_decay=lr_decay, weight_decay=weight_decay,
+                                      initial_accumulator_value=initial_accumulator_value, eps=eps,
+                                      maximize=maximize, eps_inside_sqrt=eps_inside_sqrt))
 
     def check_hyperparameters(self, hp: dict[str, Any]) -> None:
         where = type(self).__name__
@@ -60,10 +60,11 @@ class Adagrad(Optimizer):
         check_hyperparameter(where, "weight_decay", hp["weight_decay"], low=0)
         check_hyperparameter(where, "lr_decay", hp["lr_decay"], low=0)
         check_flag(where, "eps_inside_sqrt", hp["eps_inside_sqrt"])
+        check_flag(where, "maximize", hp["maximize"])
 
     def _step_group(self, group: dict[str, Any]) -> None:
         lr, eps, weight_decay = group["lr"], group["eps"], group["weight_decay"]
-        lr_decay, inside = group["lr_decay"], group["eps_inside_sqrt"]
+        lr_decay, inside, maximize = group["lr_decay"], group["eps_inside_sqrt"], group["maximize"]
         state = self.state
         for p in group["params"]:
             st = state.get(p)
@@ -72,4 +73,4 @@ class Adagrad(Optimizer):
             st["step"] += 1
             F.adagrad(p.data, p.grad, st["sum"], step=st["step"], lr=lr, eps=eps,
                       weight_decay=weight_decay, lr_decay=lr_decay, eps_inside_sqrt=inside,
-                      work=self._workspace(p))
+                      maximize=maximize, work=self._workspace(p))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
+from trainlab import _validate
 from trainlab.nn.module import Parameter
 from trainlab.optim import functional as F
 from trainlab.optim.optimizer import Optimizer, check_flag, check_hyperparameter
@@ -15,7 +16,8 @@ __all__ = ["Adam", "AdamW"]
 class Adam(Optimizer):
     """Adam (with optional AMSGrad, L2 or decoupled weight decay).
 
-    With ``d = g + λ·w`` (or, decoupled, ``w ← w·(1 − α·λ)`` first and ``d = g``)::
+    With ``d = g + λ·w`` (or, decoupled, ``w ← w·(1 − α·λ)`` first and ``d = g``; with
+    ``maximize=True`` the gradient is negated first, ``−g`` for ``g``)::
 
         m ← β1·m + (1 − β1)·d
         v ← β2·v + (1 − β2)·d ⊙ d
@@ -41,6 +43,7 @@ class Adam(Optimizer):
         weight_decay: ``λ >= 0``; an L2 penalty added to the gradient unless
             ``decoupled_weight_decay`` (then AdamW's decay of the weights).
         amsgrad: Reddi, Kale & Kumar 2018, "On the Convergence of Adam and Beyond".
+        maximize: ascend the objective (PyTorch's ``maximize``).
         bias_correction: divide the moments by ``1 − β^t``.
         eps_inside_sqrt: the seed's ``√(v + ε)``.
         decoupled_weight_decay: as :class:`AdamW`.
@@ -57,31 +60,30 @@ class Adam(Optimizer):
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 0.0, amsgrad: bool = False, bias_correction: bool = True,
-                 eps_inside_sqrt: bool = False, decoupled_weight_decay: bool = False) -> None:
+                 weight_decay: float = 0.0, amsgrad: bool = False, *, maximize: bool = False,
+                 bias_correction: bool = True, eps_inside_sqrt: bool = False,
+                 decoupled_weight_decay: bool = False) -> None:
         super().__init__(params, dict(lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                                      amsgrad=amsgrad, bias_correction=bias_correction,
+                                      amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
                                       eps_inside_sqrt=eps_inside_sqrt,
                                       decoupled_weight_decay=decoupled_weight_decay))
 
     def check_hyperparameters(self, hp: dict[str, Any]) -> None:
         where = type(self).__name__
         check_hyperparameter(where, "lr", hp["lr"], low=0)
-        betas = hp["betas"]
-        if len(betas) != 2:
-            raise ValueError(f"{where}: invalid betas={betas!r}; expected a pair (beta1, beta2)")
+        betas = _validate.real_tuple(where, "betas", hp["betas"], 2)
         for i, beta in enumerate(betas):
-            check_hyperparameter(where, f"betas[{i}]", beta, low=0, high=1, high_open=True)
+            check_hyperparameter(where, f"betas[{i}]", beta, low=0, high=1, high_open=True, argument="betas")
         check_hyperparameter(where, "eps", hp["eps"], low=0, low_open=True)
         check_hyperparameter(where, "weight_decay", hp["weight_decay"], low=0)
-        for flag in ("amsgrad", "bias_correction", "eps_inside_sqrt", "decoupled_weight_decay"):
+        for flag in ("amsgrad", "maximize", "bias_correction", "eps_inside_sqrt", "decoupled_weight_decay"):
             check_flag(where, flag, hp[flag])
 
     def _step_group(self, group: dict[str, Any]) -> None:
         lr, (beta1, beta2), eps = group["lr"], group["betas"], group["eps"]
         weight_decay, amsgrad = group["weight_decay"], group["amsgrad"]
         bias_correction, inside = group["bias_correction"], group["eps_inside_sqrt"]
-        decoupled = group["decoupled_weight_decay"]
+        decoupled, maximize = group["decoupled_weight_decay"], group["maximize"]
         state = self.state
         for p in group["params"]:
             st = state.get(p)
@@ -96,7 +98,7 @@ class Adam(Optimizer):
             F.adam(p.data, p.grad, st["exp_avg"], st["exp_avg_sq"], max_sq, step=st["step"], lr=lr,
                    beta1=beta1, beta2=beta2, eps=eps, weight_decay=weight_decay, amsgrad=amsgrad,
                    decoupled_weight_decay=decoupled, bias_correction=bias_correction,
-                   eps_inside_sqrt=inside, work=self._workspace(p))
+                   eps_inside_sqrt=inside, maximize=maximize, work=self._workspace(p))
 
 
 class AdamW(Adam):
@@ -116,8 +118,8 @@ class AdamW(Adam):
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  betas: tuple[float, float] = (0.9, 0.999), eps: float = 1e-8,
-                 weight_decay: float = 1e-2, amsgrad: bool = False, bias_correction: bool = True,
-                 eps_inside_sqrt: bool = False) -> None:
+                 weight_decay: float = 1e-2, amsgrad: bool = False, *, maximize: bool = False,
+                 bias_correction: bool = True, eps_inside_sqrt: bool = False) -> None:
         super().__init__(params, lr=lr, betas=betas, eps=eps, weight_decay=weight_decay,
-                         amsgrad=amsgrad, bias_correction=bias_correction,
+                         amsgrad=amsgrad, maximize=maximize, bias_correction=bias_correction,
                          eps_inside_sqrt=eps_inside_sqrt, decoupled_weight_decay=True)

@@ -11,23 +11,27 @@ Python scalars are "weak" in NumPy >= 2 (NEP 50), so a float32 ``param`` keeps
 float32 state and float32 arithmetic throughout.
 
 Notation: ``w`` parameter, ``g`` gradient, ``d = g + λ·w`` the gradient with
-(coupled, L2) weight decay ``λ``, ``α`` the learning rate.
+(coupled, L2) weight decay ``λ``, ``α`` the learning rate. With ``maximize=True``
+every rule ascends: ``d = −g + λ·w`` (PyTorch's ``maximize``: the gradient is
+negated first, then everything proceeds as usual).
+
+The kernels trust their arguments: the optimizer classes validate them once, at
+construction (see :mod:`trainlab._validate`), so a step pays no checks.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from trainlab import _blas, kernels
+from trainlab import _blas, _validate, kernels
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm", "MOMENTUM_FORMS"]
 
-#: the two ways :func:`sgd` keeps momentum (see there)
-MOMENTUM_FORMS = ("velocity", "buffer")
-
+#: the two ways :func:`sgd` keeps momentum (see there); the first is the default
+MOMENTUM_FORMS = ("buffer", "velocity")
 
 
 def _denominator(src: np.ndarray, eps: float, eps_inside_sqrt: bool, *, out: np.ndarray) -> np.ndarray:
@@ -39,6 +43,7 @@ def _denominator(src: np.ndarray, eps: float, eps_inside_sqrt: bool, *, out: np.
         np.sqrt(src, out=out)
         out += eps
     return out
+
 
 def _compiled_operands(arrays: Sequence[np.ndarray]) -> bool:
     """True when a compiled update kernel can take ``arrays``: ndarrays of one float dtype and shape, C-contiguous."""
@@ -57,34 +62,43 @@ def _scratch(work: Sequence[np.ndarray] | None, i: int, like: np.ndarray) -> np.
 
 
 def _decayed_grad(param: np.ndarray, grad: np.ndarray, weight_decay: float,
-                  work: Sequence[np.ndarray] | None) -> tuple[np.ndarray, int]:
-    """``d = g + λ·w`` in scratch slot 0 (or ``g`` itself when λ = 0); returns ``(d, next free slot)``."""
-    if weight_decay == 0:
+                  work: Sequence[np.ndarray] | None, maximize: bool = False) -> tuple[np.ndarray, int]:
+    """``d = ±g + λ·w`` in scratch slot 0 (``g`` itself when λ = 0 and not maximizing); returns
+    ``(d, next free slot)``. ``−g + λ·w`` is computed as ``λ·w − g``, the same rounding."""
+    if weight_decay == 0 and not maximize:
         return grad, 0
     d = _scratch(work, 0, param)
+    if weight_decay == 0:
+        np.negative(grad, out=d)
+        return d, 1
     np.multiply(param, weight_decay, out=d)
-    d += grad
+    if maximize:
+        d -= grad
+    else:
+        d += grad
     return d, 1
 
 
 def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None, *,
-        lr: float, momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-        momentum_form: str = "velocity", work: Sequence[np.ndarray] | None = None) -> None:
+        lr: float, momentum: float = 0.0, dampening: float = 0.0, nesterov: bool = False,
+        weight_decay: float = 0.0, maximize: bool = False, momentum_form: str = "buffer",
+        work: Sequence[np.ndarray] | None = None) -> None:
     """Gradient descent, classical momentum and Nesterov momentum (in place).
 
-    With ``d = g + λ·w``::
+    With ``d = ±g + λ·w`` and dampening ``τ``::
 
         plain:      w ← w − α·d
-        momentum:   v ← μ·v − α·d;   w ← w + v                  (momentum_form="velocity", the seed's)
-        Nesterov:   v ← μ·v − α·d;   w ← w + μ·v − α·d
-        momentum:   b ← μ·b + d;     w ← w − α·b                (momentum_form="buffer", PyTorch's)
-        Nesterov:   b ← μ·b + d;     w ← w − α·(d + μ·b)
+        momentum:   b ← μ·b + (1 − τ)·d;   w ← w − α·b          (momentum_form="buffer", PyTorch's)
+        Nesterov:   b ← μ·b + d;           w ← w − α·(d + μ·b)
+        momentum:   v ← μ·v − α(1 − τ)·d;  w ← w + v            (momentum_form="velocity", the seed's)
+        Nesterov:   v ← μ·v − α·d;         w ← w + μ·v − α·d
 
     The two forms are the same trajectory while α is constant (``v = −α·b``);
     they part ways when α changes between steps: the velocity keeps the old
     α inside ``v``, PyTorch's buffer applies the new α to the whole buffer.
-    PyTorch's first step sets ``b = d``; starting from ``b = 0`` gives the
-    same value since its dampening is 0.
+    PyTorch's first step sets ``b = d`` (no dampening): a zero buffer updated
+    with ``dampening=0`` gives exactly that, which is what :class:`~trainlab.optim.SGD`
+    passes on a parameter's first step.
 
     Where the arrays allow it (float, C-contiguous, at least ``_blas.MIN_SIZE``
     values, NumPy's own OpenBLAS found), each ``←`` above is one BLAS
@@ -96,9 +110,11 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
         grad: ``g``, same shape; not modified.
         momentum_buffer: ``v`` (velocity form) or ``b`` (buffer form), same
             shape, updated in place; ignored (may be None) when ``momentum == 0``.
-        lr: ``α``. momentum: ``μ``. nesterov: use the look-ahead update.
+        lr: ``α``. momentum: ``μ``. dampening: ``τ`` (0 with Nesterov).
+        nesterov: use the look-ahead update.
         weight_decay: ``λ`` (L2 penalty added to the gradient).
-        momentum_form: ``"velocity"`` or ``"buffer"``, as above.
+        maximize: ascend (``d = −g + λ·w``).
+        momentum_form: ``"buffer"`` or ``"velocity"``, as above.
         work: up to 2 scratch arrays.
 
     References:
@@ -107,11 +123,11 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
     """
     if momentum_form not in MOMENTUM_FORMS:
         raise ValueError(f"sgd: momentum_form must be one of {list(MOMENTUM_FORMS)}, got {momentum_form!r}")
-    d, k = _decayed_grad(param, grad, weight_decay, work)
+    d, k = _decayed_grad(param, grad, weight_decay, work, maximize)
     buf = momentum_buffer
     blas = _blas.for_arrays(d, param) if momentum == 0 else _blas.for_arrays(d, param, buf)
     if blas is not None:
-        _sgd_blas(blas, param, d, buf, lr, momentum, nesterov, momentum_form)
+        _sgd_blas(blas, param, d, buf, lr, momentum, dampening, nesterov, momentum_form)
         return
     s = _scratch(work, k, param)
     if momentum == 0:
@@ -120,8 +136,8 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
         return
     if momentum_form == "velocity":
         buf *= momentum
-        np.multiply(d, lr, out=s)            # s = α·d
-        buf -= s                             # v = μ·v − α·d
+        np.multiply(d, lr * (1 - dampening) if dampening else lr, out=s)   # s = α(1 − τ)·d
+        buf -= s                             # v = μ·v − α(1 − τ)·d
         if nesterov:
             param -= s
             np.multiply(buf, momentum, out=s)
@@ -130,7 +146,11 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
             param += buf
     elif momentum_form == "buffer":
         buf *= momentum
-        buf += d                             # b = μ·b + d
+        if dampening:
+            np.multiply(d, 1 - dampening, out=s)
+            buf += s                         # b = μ·b + (1 − τ)·d
+        else:
+            buf += d                         # b = μ·b + d
         if nesterov:
             np.multiply(buf, momentum, out=s)
             s += d                           # d + μ·b
@@ -142,19 +162,19 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
 
 
 def _sgd_blas(blas: _blas.Level1, param: np.ndarray, d: np.ndarray, buf: np.ndarray | None, lr: float,
-              momentum: float, nesterov: bool, momentum_form: str) -> None:
+              momentum: float, dampening: float, nesterov: bool, momentum_form: str) -> None:
     """:func:`sgd` as BLAS ``axpy``/``axpby`` calls: one pass over memory per line below."""
     if momentum == 0:
         blas.axpy(-lr, d, param)                   # w = w − α·d
     elif momentum_form == "velocity":
-        blas.axpby(-lr, d, momentum, buf)          # v = μ·v − α·d
+        blas.axpby(-lr * (1 - dampening), d, momentum, buf)   # v = μ·v − α(1 − τ)·d
         if nesterov:
             blas.axpy(-lr, d, param)
             blas.axpy(momentum, buf, param)        # w = w − α·d + μ·v
         else:
             blas.axpy(1.0, buf, param)             # w = w + v
     else:
-        blas.axpby(1.0, d, momentum, buf)          # b = μ·b + d
+        blas.axpby(1.0 - dampening, d, momentum, buf)         # b = μ·b + (1 − τ)·d
         if nesterov:
             blas.axpy(-lr, d, param)
             blas.axpy(-lr * momentum, buf, param)  # w = w − α·(d + μ·b)
@@ -164,7 +184,8 @@ def _sgd_blas(blas: _blas.Level1, param: np.ndarray, d: np.ndarray, buf: np.ndar
 
 def adagrad(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step: int, lr: float,
             eps: float = 1e-10, weight_decay: float = 0.0, lr_decay: float = 0.0,
-            eps_inside_sqrt: bool = False, work: Sequence[np.ndarray] | None = None) -> None:
+            eps_inside_sqrt: bool = False, maximize: bool = False,
+            work: Sequence[np.ndarray] | None = None) -> None:
     """Adagrad (in place).
 
     With ``d = g + λ·w`` and ``α_t = α / (1 + (t − 1)·lr_decay)``::
@@ -179,13 +200,14 @@ def adagrad(param: np.ndarray, grad: np.ndarray, state_sum: np.ndarray, *, step:
         step: ``t``, the 1-based index of this step (used only by ``lr_decay``).
         lr, eps, weight_decay, lr_decay: ``α``, ``ε``, ``λ`` and PyTorch's lr decay.
         eps_inside_sqrt: place ``ε`` under the root as the seed writes it.
+        maximize: ascend (``d = −g + λ·w``).
         work: up to 2 scratch arrays.
 
     References:
         Duchi, Hazan & Singer 2011, "Adaptive Subgradient Methods for Online
         Learning and Stochastic Optimization" (JMLR 12).
     """
-    d, k = _decayed_grad(param, grad, weight_decay, work)
+    d, k = _decayed_grad(param, grad, weight_decay, work, maximize)
     s = _scratch(work, k, param)
     blas = _blas.for_arrays(d, state_sum, s, param)     # see sgd: axpy passes where possible
     clr = lr / (1 + (step - 1) * lr_decay)
@@ -204,7 +226,7 @@ def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
             grad_avg: np.ndarray | None = None, momentum_buffer: np.ndarray | None = None, *,
             lr: float, alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
             momentum: float = 0.0, centered: bool = False, eps_inside_sqrt: bool = False,
-            work: Sequence[np.ndarray] | None = None) -> None:
+            maximize: bool = False, work: Sequence[np.ndarray] | None = None) -> None:
     """RMSprop (in place), with PyTorch's centered and momentum variants.
 
     With ``d = g + λ·w``::
@@ -226,6 +248,7 @@ def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
             is clamped at 0 (it can round to −1 ulp for a constant gradient,
             where PyTorch yields NaN); otherwise identical to PyTorch.
         eps_inside_sqrt: place ``ε`` under the root as the seed writes it.
+        maximize: ascend (``d = −g + λ·w``).
         work: up to 2 scratch arrays.
 
     References:
@@ -233,7 +256,7 @@ def rmsprop(param: np.ndarray, grad: np.ndarray, square_avg: np.ndarray,
         lecture 6e; Graves 2013, "Generating Sequences With Recurrent Neural
         Networks" (the centered form).
     """
-    d, k = _decayed_grad(param, grad, weight_decay, work)
+    d, k = _decayed_grad(param, grad, weight_decay, work, maximize)
     s = _scratch(work, k, param)
     state = [a for a in (grad_avg if centered else None, momentum_buffer if momentum > 0 else None)
              if a is not None]
@@ -281,7 +304,8 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
          max_exp_avg_sq: np.ndarray | None = None, *, step: int, lr: float, beta1: float = 0.9,
          beta2: float = 0.999, eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False,
          decoupled_weight_decay: bool = False, bias_correction: bool = True,
-         eps_inside_sqrt: bool = False, work: Sequence[np.ndarray] | None = None) -> None:
+         eps_inside_sqrt: bool = False, maximize: bool = False,
+         work: Sequence[np.ndarray] | None = None) -> None:
     """Adam / AdamW / AMSGrad (in place).
 
     With ``d = g + λ·w`` (coupled decay; AdamW instead first does ``w ← w·(1 − α·λ)``
@@ -317,6 +341,7 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         decoupled_weight_decay: AdamW's decay of the weights, not the gradient.
         bias_correction: divide by ``1 − β^t`` (Kingma & Ba); off in the seed.
         eps_inside_sqrt: place ``ε`` under the root as the seed writes it.
+        maximize: ascend (``d = −g + λ·w``; AdamW: ``d = −g``).
         work: up to 2 scratch arrays.
 
     References:
@@ -334,13 +359,13 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
                                   exp_avg_sq.reshape(-1), (max_exp_avg_sq if amsgrad else exp_avg).reshape(-1),
                                   float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
                                   bool(decoupled_weight_decay), bool(amsgrad), bool(eps_inside_sqrt),
-                                  float(bc1), float(bc2))
+                                  bool(maximize), float(bc1), float(bc2))
         return
     if weight_decay != 0 and decoupled_weight_decay:
         param *= 1 - lr * weight_decay
-        d, k = grad, 0
+        d, k = _decayed_grad(param, grad, 0.0, work, maximize)
     else:
-        d, k = _decayed_grad(param, grad, weight_decay, work)
+        d, k = _decayed_grad(param, grad, weight_decay, work, maximize)
     s = _scratch(work, k, param)
     blas = _blas.for_arrays(d, exp_avg, exp_avg_sq, s, param)
     if blas is not None:
@@ -374,17 +399,22 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         param -= s
 
 
-def clip_grad_norm(params, max_norm: float, norm_type: float | str = 2.0) -> float:
+def clip_grad_norm(params, max_norm: float, norm_type: float | str = 2.0,
+                   error_if_nonfinite: bool = False) -> float:
     """Scale gradients in place so that their joint norm is at most ``max_norm``.
 
-    ``total = ‖(‖g_1‖, …, ‖g_n‖)‖_p`` over every parameter's gradient; when
-    ``total > max_norm`` every gradient is multiplied by
-    ``max_norm / (total + 1e-6)``, as ``torch.nn.utils.clip_grad_norm_`` does.
+    ``total = ‖(‖g_1‖, …, ‖g_n‖)‖_p`` over every parameter's gradient; every gradient
+    is multiplied by ``min(1, max_norm / (total + 1e-6))``, as
+    ``torch.nn.utils.clip_grad_norm_`` does. A NaN in any gradient makes ``total`` NaN
+    and so every gradient NaN (an infinite one makes the coefficient 0), as in PyTorch,
+    unless ``error_if_nonfinite`` asks for an error instead.
 
     Args:
         params: a Parameter or an iterable of Parameters (anything with ``.grad``).
-        max_norm: the largest allowed norm, ``>= 0``.
+        max_norm: the largest allowed norm, ``>= 0`` (``inf`` never clips).
         norm_type: ``p`` of the p-norm, ``> 0``, or ``inf`` / ``"inf"`` for the max-norm.
+        error_if_nonfinite: raise ``RuntimeError`` (PyTorch's type) when ``total`` is NaN
+            or infinite, leaving the gradients untouched.
 
     Returns:
         The total norm before clipping, as a Python float.
@@ -393,28 +423,40 @@ def clip_grad_norm(params, max_norm: float, norm_type: float | str = 2.0) -> flo
         Pascanu, Mikolov & Bengio 2013, "On the difficulty of training
         recurrent neural networks" (ICML).
     """
+    where = "clip_grad_norm"
     if hasattr(params, "grad"):
         params = [params]
+    elif isinstance(params, (str, bytes)) or not isinstance(params, Iterable):
+        raise _validate.argument_error(TypeError, where, "params", f"params must be a Parameter or an iterable "
+                                       f"of Parameters, got {type(params).__name__}")
     params = list(params)
+    for i, p in enumerate(params):
+        if not hasattr(p, "grad"):
+            raise _validate.argument_error(TypeError, where, "params", f"params[{i}] must be a Parameter "
+                                           f"(with .grad), got {type(p).__name__}")
     if isinstance(norm_type, str):
         if norm_type.lower() != "inf":
-            raise ValueError(f"clip_grad_norm: norm_type must be a positive number or 'inf', "
-                             f"got {norm_type!r}")
+            raise _validate.argument_error(ValueError, where, "norm_type", f"norm_type must be a positive "
+                                           f"number or 'inf', got {norm_type!r}")
         norm_type = math.inf
-    norm_type = float(norm_type)
-    if not norm_type > 0:
-        raise ValueError(f"clip_grad_norm: norm_type must be > 0 or inf, got {norm_type!r}")
-    max_norm = float(max_norm)
-    if not max_norm >= 0:
-        raise ValueError(f"clip_grad_norm: max_norm must be >= 0, got {max_norm!r}")
+    norm_type = _validate.real(where, "norm_type", norm_type, low=0, low_open=True, finite=False)
+    max_norm = _validate.real(where, "max_norm", max_norm, low=0, finite=False)
+    error_if_nonfinite = _validate.flag(where, "error_if_nonfinite", error_if_nonfinite)
     if not params:
         return 0.0
     norms = [_array_norm(p.grad, norm_type) for p in params]
     total = _array_norm(np.asarray(norms, dtype=np.float64), norm_type)
+    if error_if_nonfinite and not math.isfinite(total):
+        raise RuntimeError(f"clip_grad_norm: the total norm of order {norm_type} of the gradients is non-finite "
+                           f"({total}), so it cannot be clipped; pass error_if_nonfinite=False to scale "
+                           f"the gradients by it anyway")
     coef = max_norm / (total + 1e-6)
-    if coef < 1:
-        for p in params:
-            p.grad *= coef
+    if not coef >= 1:               # NaN too: every gradient becomes NaN, as in PyTorch
+        with np.errstate(invalid="ignore"):      # inf * 0 and 0 * NaN are NaN by intent, as in PyTorch
+            for p in params:
+                p.grad *= coef
+                if hasattr(p, "mark_grad_written"):
+                    p.mark_grad_written()   # a lazily zero gradient is now an array (0 * NaN is NaN)
     return total
 
 

@@ -41,8 +41,6 @@ else the number of CPUs this process may run on.
 from __future__ import annotations
 
 import inspect
-import math
-import numbers
 import os
 import threading
 from collections.abc import Callable, Iterable
@@ -51,7 +49,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trainlab import _blas, kernels
+from trainlab import _blas, _validate, kernels
 from trainlab.nn.module import Parameter
 
 __all__ = ["Optimizer", "check_hyperparameter"]
@@ -59,42 +57,30 @@ __all__ = ["Optimizer", "check_hyperparameter"]
 
 def check_hyperparameter(where: str, name: str, value: Any, *, low: float | None = None,
                          high: float | None = None, low_open: bool = False,
-                         high_open: bool = False) -> None:
-    """Raise ``ValueError`` unless ``value`` is a real number in the stated interval.
+                         high_open: bool = False, argument: str | None = None) -> None:
+    """Raise unless ``value`` is a finite real number in the stated interval (see :func:`trainlab._validate.real`).
 
-    ``low_open``/``high_open`` exclude the bound. NaN always fails. The message
-    names ``where``, the argument ``name`` and the value given.
+    ``low_open``/``high_open`` exclude the bound. NaN and infinities always fail. The
+    message names ``where``, the argument ``name`` and the value given; the exception's
+    ``argument`` attribute is ``argument`` (default ``name``).
+
+    Raises:
+        TypeError: not a real number (a string, a bool, None, ...).
+        ValueError: NaN, infinite or out of range.
     """
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{where}: {name} must be a real number, got {value!r} "
-                        f"({type(value).__name__})")
-    ok = not math.isnan(value)
-    if ok and low is not None:
-        ok = value > low if low_open else value >= low
-    if ok and high is not None:
-        ok = value < high if high_open else value <= high
-    if not ok:
-        lo = "" if low is None else f"{'(' if low_open else '['}{low:g}"
-        hi = "" if high is None else f"{high:g}{')' if high_open else ']'}"
-        if low is not None and high is not None:
-            expected = f"in {lo}, {hi}"
-        elif low is not None:
-            expected = f"{'>' if low_open else '>='} {low:g}"
-        else:
-            expected = f"{'<' if high_open else '<='} {high:g}"
-        raise ValueError(f"{where}: invalid {name}={value!r}; expected {name} {expected}")
+    _validate.real(where, name, value, low=low, high=high, low_open=low_open, high_open=high_open,
+                   argument=argument)
 
 
 def check_flag(where: str, name: str, value: Any) -> None:
     """Raise ``TypeError`` unless ``value`` is a bool."""
-    if not isinstance(value, (bool, np.bool_)):
-        raise TypeError(f"{where}: {name} must be True or False, got {value!r}")
+    _validate.flag(where, name, value)
 
 
 def _as_tuple(where: str, name: str, value: Any) -> tuple:
     """``tuple(value)``, or ``TypeError`` naming the argument when it is not a sequence."""
     if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
-        raise TypeError(f"{where}: {name} must be a tuple, got {value!r}")
+        raise _validate.argument_error(TypeError, where, name, f"{name} must be a tuple, got {value!r}")
     return tuple(value)
 
 
@@ -179,18 +165,21 @@ class Optimizer:
         self._work: dict[tuple[np.dtype, int], list[np.ndarray]] = {}
         self._work_views: dict[tuple[Parameter, int], tuple[np.ndarray, ...]] = {}
         self._lanes: dict[int, tuple[tuple[int, ...], list[list[Parameter]]]] = {}
-        if isinstance(params, (Parameter, np.ndarray, dict)):
-            raise TypeError(f"{where}: params must be an iterable of Parameters or of dicts, "
-                            f"got a single {type(params).__name__}")
+        if isinstance(params, (Parameter, np.ndarray, dict, str, bytes)) or not isinstance(params, Iterable):
+            raise _validate.argument_error(TypeError, where, "params", f"params must be an iterable of "
+                                           f"Parameters or of dicts, got a single {type(params).__name__}")
         if isinstance(params, (set, frozenset)):
-            raise TypeError(f"{where}: params must be an ordered iterable (list), not a set")
+            raise _validate.argument_error(TypeError, where, "params",
+                                           "params must be an ordered iterable (list), not a set")
         items = list(params)
         if not items:
-            raise ValueError(f"{where}: got an empty parameter list")
+            raise _validate.argument_error(ValueError, where, "params",
+                                           "params is empty; expected at least one Parameter")
         if all(isinstance(item, dict) for item in items):
             groups = items
         elif any(isinstance(item, dict) for item in items):
-            raise TypeError(f"{where}: params mixes Parameters and dicts; give one kind")
+            raise _validate.argument_error(TypeError, where, "params",
+                                           "params mixes Parameters and dicts; give one kind")
         else:
             groups = [{"params": items}]
         for group in groups:
@@ -201,23 +190,30 @@ class Optimizer:
         """Add a group: ``{"params": [...], **hyperparameters}``; missing ones take the defaults."""
         where = type(self).__name__
         if not isinstance(param_group, dict) or "params" not in param_group:
-            raise TypeError(f"{where}: a param group must be a dict with a 'params' key, "
-                            f"got {param_group!r}")
+            raise _validate.argument_error(TypeError, where, "params", f"a param group must be a dict with a "
+                                           f"'params' key, got {param_group!r}")
         params = param_group["params"]
         if isinstance(params, Parameter):
             params = [params]
         elif isinstance(params, (set, frozenset)):
-            raise TypeError(f"{where}: a group's params must be an ordered iterable, not a set")
+            raise _validate.argument_error(TypeError, where, "params",
+                                           "a group's params must be an ordered iterable, not a set")
+        elif isinstance(params, (str, bytes, np.ndarray)) or not isinstance(params, Iterable):
+            raise _validate.argument_error(TypeError, where, "params", f"a group's params must be an iterable "
+                                           f"of Parameters, got {type(params).__name__}")
         params = list(params)
         if not params:
-            raise ValueError(f"{where}: got an empty parameter list")
+            raise _validate.argument_error(ValueError, where, "params",
+                                           "params is empty; expected at least one Parameter")
         for i, p in enumerate(params):
             if not isinstance(p, Parameter):
-                raise TypeError(f"{where}: params[{i}] must be a Parameter, got {type(p).__name__}")
+                raise _validate.argument_error(TypeError, where, "params", f"params[{i}] must be a Parameter, "
+                                               f"got {type(p).__name__}")
         seen = {id(p) for g in self.param_groups for p in g["params"]}
         for i, p in enumerate(params):
             if id(p) in seen:
-                raise ValueError(f"{where}: params[{i}] ({p!r}) appears more than once")
+                raise _validate.argument_error(ValueError, where, "params",
+                                               f"params[{i}] ({p!r}) appears more than once")
             seen.add(id(p))
         group = self._complete_group(param_group)
         group["params"] = params
@@ -227,8 +223,8 @@ class Optimizer:
         """The defaults overridden by ``given`` (without ``params``), validated."""
         unknown = sorted(set(given) - set(self.defaults) - {"params", "initial_lr"})
         if unknown:
-            raise ValueError(f"{type(self).__name__}: unknown hyperparameter(s) {unknown} in a param "
-                             f"group; valid: {sorted(self.defaults)}")
+            raise _validate.argument_error(ValueError, type(self).__name__, unknown[0], f"unknown hyperparameter(s) "
+                                           f"{unknown} in a param group; valid: {sorted(self.defaults)}")
         group = dict(self.defaults)
         for key, value in given.items():
             if key != "params":

@@ -15,7 +15,8 @@ __all__ = ["RMSprop"]
 class RMSprop(Optimizer):
     """RMSprop, with PyTorch's centered and momentum variants.
 
-    With ``d = g + λ·w`` and ``α_s`` = ``alpha`` (the seed's decay rate γ)::
+    With ``d = g + λ·w`` (``−g + λ·w`` with ``maximize=True``) and ``α_s`` = ``alpha``
+    (the seed's decay rate γ)::
 
         G ← α_s·G + (1 − α_s)·d ⊙ d
         centered:   ḡ ← α_s·ḡ + (1 − α_s)·d;   G̃ = max(G − ḡ ⊙ ḡ, 0)   (else G̃ = G)
@@ -34,9 +35,10 @@ class RMSprop(Optimizer):
         lr: ``>= 0``.
         alpha: decay rate ``α_s`` in ``[0, 1)``.
         eps: ``ε > 0``.
+        weight_decay: ``λ >= 0`` (L2, added to the gradient).
         momentum: ``μ`` in ``[0, 1)``.
         centered: divide by the root of an estimate of the variance.
-        weight_decay: ``λ >= 0`` (L2, added to the gradient).
+        maximize: ascend the objective (PyTorch's ``maximize``).
         eps_inside_sqrt: the seed's ``√(G + ε)``.
 
     References:
@@ -49,11 +51,11 @@ class RMSprop(Optimizer):
     work_slots = 2
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 0.01,
-                 alpha: float = 0.99, eps: float = 1e-8, momentum: float = 0.0,
-                 centered: bool = False, weight_decay: float = 0.0,
+                 alpha: float = 0.99, eps: float = 1e-8, weight_decay: float = 0.0,
+                 momentum: float = 0.0, centered: bool = False, *, maximize: bool = False,
                  eps_inside_sqrt: bool = False) -> None:
-        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, momentum=momentum,
-                                      centered=centered, weight_decay=weight_decay,
+        super().__init__(params, dict(lr=lr, alpha=alpha, eps=eps, weight_decay=weight_decay,
+                                      momentum=momentum, centered=centered, maximize=maximize,
                                       eps_inside_sqrt=eps_inside_sqrt))
 
     def check_hyperparameters(self, hp: dict[str, Any]) -> None:
@@ -64,12 +66,13 @@ class RMSprop(Optimizer):
         check_hyperparameter(where, "momentum", hp["momentum"], low=0, high=1, high_open=True)
         check_hyperparameter(where, "weight_decay", hp["weight_decay"], low=0)
         check_flag(where, "centered", hp["centered"])
+        check_flag(where, "maximize", hp["maximize"])
         check_flag(where, "eps_inside_sqrt", hp["eps_inside_sqrt"])
 
     def _step_group(self, group: dict[str, Any]) -> None:
         lr, alpha, eps = group["lr"], group["alpha"], group["eps"]
         momentum, centered = group["momentum"], group["centered"]
-        weight_decay, inside = group["weight_decay"], group["eps_inside_sqrt"]
+        weight_decay, inside, maximize = group["weight_decay"], group["eps_inside_sqrt"], group["maximize"]
         state = self.state
         for p in group["params"]:
             st = state.get(p)
@@ -87,4 +90,4 @@ class RMSprop(Optimizer):
             st["step"] += 1
             F.rmsprop(p.data, p.grad, st["square_avg"], grad_avg, buf, lr=lr, alpha=alpha, eps=eps,
                       weight_decay=weight_decay, momentum=momentum, centered=centered,
-                      eps_inside_sqrt=inside, work=self._workspace(p))
+                      eps_inside_sqrt=inside, maximize=maximize, work=self._workspace(p))

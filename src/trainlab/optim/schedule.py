@@ -16,18 +16,24 @@ starting ``lr`` under ``group["initial_lr"]`` (kept if already there, so
 that a second schedule on the same optimizer sees the same base).
 ``state_dict()`` holds JSON-able values only.
 
-Note on momentum: SGD's default velocity form ``v ← μv − α·g`` keeps past
-learning rates inside ``v``; PyTorch's buffer form applies the current α to
-the whole buffer. Under a schedule the two differ; pass
-``momentum_form="buffer"`` for PyTorch's trajectory (see :class:`~trainlab.optim.SGD`).
+Note on momentum: SGD keeps PyTorch's momentum buffer by default, which applies the
+current α to the whole buffer, so every rule under every schedule follows
+``torch.optim``'s trajectory. The seed's velocity form (``momentum_form="velocity"``,
+``v ← μv − α·g``) keeps past learning rates inside ``v``: under a schedule it takes a
+different path (see :class:`~trainlab.optim.SGD`).
+
+Arguments are validated at construction: errors are ``ValueError``/``TypeError`` naming
+the schedule and the argument (``exc.argument``).
 """
 
 from __future__ import annotations
 
 import math
-import numbers
 from typing import Any
 
+import numpy as np
+
+from trainlab import _validate
 from trainlab.optim.optimizer import Optimizer, check_hyperparameter
 
 __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "LinearWarmup",
@@ -35,13 +41,13 @@ __all__ = ["LRScheduler", "StepLR", "ExponentialLR", "CosineAnnealingLR", "Linea
 
 
 def _check_int(where: str, name: str, value: Any, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ValueError(f"{where}: invalid {name}={value!r}; expected an integer >= {low}")
+    _validate.integer(where, name, value, low=low)
 
 
 def _check_optimizer(where: str, optimizer: Any) -> None:
     if not isinstance(optimizer, Optimizer):
-        raise TypeError(f"{where}: expected a trainlab Optimizer, got {type(optimizer).__name__}")
+        raise _validate.argument_error(TypeError, where, "optimizer", f"optimizer must be a trainlab "
+                                       f"Optimizer, got {type(optimizer).__name__}")
 
 
 class LRScheduler:
@@ -277,10 +283,8 @@ class ReduceLROnPlateau:
                  cooldown: int = 0, min_lr: float | list[float] = 0.0, eps: float = 1e-8) -> None:
         where = "ReduceLROnPlateau"
         _check_optimizer(where, optimizer)
-        if mode not in ("min", "max"):
-            raise ValueError(f"{where}: invalid mode={mode!r}; expected 'min' or 'max'")
-        if threshold_mode not in ("rel", "abs"):
-            raise ValueError(f"{where}: invalid threshold_mode={threshold_mode!r}; expected 'rel' or 'abs'")
+        _validate.choice(where, "mode", mode, ("min", "max"))
+        _validate.choice(where, "threshold_mode", threshold_mode, ("rel", "abs"))
         check_hyperparameter(where, "factor", factor, low=0, high=1, high_open=True)
         _check_int(where, "patience", patience, 0)
         _check_int(where, "cooldown", cooldown, 0)
@@ -289,7 +293,8 @@ class ReduceLROnPlateau:
         n = len(optimizer.param_groups)
         if isinstance(min_lr, (list, tuple)):
             if len(min_lr) != n:
-                raise ValueError(f"{where}: invalid min_lr={min_lr!r}; expected {n} values, one per group")
+                raise _validate.argument_error(ValueError, where, "min_lr", f"min_lr must be a number or {n} "
+                                               f"numbers, one per group, got {min_lr!r}")
             min_lrs = list(min_lr)
         else:
             min_lrs = [min_lr] * n
@@ -315,8 +320,13 @@ class ReduceLROnPlateau:
         return a > best + self.threshold
 
     def step(self, metric: float) -> None:
-        """Record one epoch's ``metric`` and reduce ``lr`` if it has plateaued."""
-        current = float(metric)
+        """Record one epoch's ``metric`` and reduce ``lr`` if it has plateaued.
+
+        ``metric`` is a real number; NaN is allowed and never counts as an improvement.
+        """
+        if isinstance(metric, np.ndarray) and metric.shape == ():
+            metric = metric.item()
+        current = _validate.real("ReduceLROnPlateau.step", "metric", metric, finite=False, allow_nan=True)
         self.last_epoch += 1
         if self._is_better(current, self.best):
             self.best = current

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from trainlab import _blas
+from trainlab import _blas, _validate
 from trainlab.nn.module import Parameter
 from trainlab.optim import functional as F
 from trainlab.optim.functional import MOMENTUM_FORMS
@@ -15,35 +15,39 @@ __all__ = ["SGD", "Momentum", "Nesterov"]
 
 
 class SGD(Optimizer):
-    r"""Gradient descent, with classical or Nesterov momentum.
+    r"""Gradient descent, with classical or Nesterov momentum, as ``torch.optim.SGD``.
 
-    With ``d = g + λ·w`` (``λ`` = ``weight_decay``, an L2 penalty)::
+    With ``d = g + λ·w`` (``λ`` = ``weight_decay``, an L2 penalty; ``d = −g + λ·w`` with
+    ``maximize=True``) and dampening ``τ``::
 
         gradient descent:  w ← w − α·d
-        momentum:          v ← μ·v − α·d;   w ← w + v
-        Nesterov:          v ← μ·v − α·d;   w ← w + μ·v − α·d
+        momentum:          b ← μ·b + (1 − τ)·d;   w ← w − α·b          (first step: b = d)
+        Nesterov:          b ← μ·b + d;           w ← w − α·(d + μ·b)
 
-    These are the seed's formulas, with the velocity ``v`` (state key
-    ``"velocity"``) as the default convention (``momentum_form="velocity"``).
+    This is PyTorch's *buffer* form (state key ``"momentum_buffer"``), the default
+    ``momentum_form="buffer"``: every default is ``torch.optim.SGD``'s (lr 1e-3), so the
+    trajectory equals PyTorch's under any learning-rate schedule.
 
-    PyTorch's ``torch.optim.SGD`` (dampening 0) keeps a buffer ``b`` instead::
+    The seed writes momentum with a *velocity* ``v`` instead, one flag away
+    (``momentum_form="velocity"``, state key ``"velocity"``)::
 
-        b ← μ·b + d;   w ← w − α·b            (Nesterov: w ← w − α·(d + μ·b))
+        momentum:   v ← μ·v − α(1 − τ)·d;   w ← w + v                 (first step: v = −α·d)
+        Nesterov:   v ← μ·v − α·d;          w ← w + μ·v − α·d
 
-    While α is constant, ``v = −α·b`` at every step and the two trajectories
-    are equal (up to rounding). They differ once α changes between steps (a
-    schedule): the velocity keeps each step's own α inside ``v``, whereas
-    PyTorch multiplies the whole buffer by the *current* α. Pass
-    ``momentum_form="buffer"`` for PyTorch's form (state key
-    ``"momentum_buffer"``), which then matches PyTorch under any schedule.
+    While α is constant, ``v = −α·b`` at every step and the two trajectories are equal
+    (up to rounding). They differ once α changes between steps (a schedule): the
+    velocity keeps each step's own α inside ``v``, whereas PyTorch multiplies the whole
+    buffer by the *current* α.
 
     Args:
         params: Parameters or param-group dicts.
-        lr: ``α >= 0``.
+        lr: ``α >= 0`` (default 1e-3, PyTorch's).
         momentum: ``μ`` in ``[0, 1)``; 0 is plain gradient descent.
-        nesterov: Nesterov's look-ahead form; requires ``momentum > 0``.
+        dampening: ``τ`` in ``[0, 1]``; not applied on the first step (as PyTorch).
+        nesterov: Nesterov's look-ahead form; requires ``momentum > 0`` and ``dampening == 0``.
         weight_decay: ``λ >= 0``.
-        momentum_form: ``"velocity"`` (the seed's) or ``"buffer"`` (PyTorch's).
+        maximize: ascend the objective (the gradient is negated first).
+        momentum_form: ``"buffer"`` (PyTorch's, default) or ``"velocity"`` (the seed's).
 
     References:
         Polyak 1964, "Some methods of speeding up the convergence of iteration
@@ -53,36 +57,38 @@ class SGD(Optimizer):
 
     name = "sgd"
 
-    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float,
-                 momentum: float = 0.0, nesterov: bool = False, weight_decay: float = 0.0,
-                 momentum_form: str = "velocity") -> None:
-        super().__init__(params, dict(lr=lr, momentum=momentum, nesterov=nesterov,
-                                      weight_decay=weight_decay, momentum_form=momentum_form))
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
+                 nesterov: bool = False, *, maximize: bool = False, momentum_form: str = "buffer") -> None:
+        super().__init__(params, dict(lr=lr, momentum=momentum, dampening=dampening, nesterov=nesterov,
+                                      weight_decay=weight_decay, maximize=maximize, momentum_form=momentum_form))
 
     def check_hyperparameters(self, hp: dict[str, Any]) -> None:
         where = type(self).__name__
         check_hyperparameter(where, "lr", hp["lr"], low=0)
         check_hyperparameter(where, "momentum", hp["momentum"], low=0, high=1, high_open=True)
+        check_hyperparameter(where, "dampening", hp["dampening"], low=0, high=1)
         check_hyperparameter(where, "weight_decay", hp["weight_decay"], low=0)
         check_flag(where, "nesterov", hp["nesterov"])
-        if hp["nesterov"] and hp["momentum"] <= 0:
-            raise ValueError(f"{where}: nesterov=True requires momentum > 0, "
-                             f"got momentum={hp['momentum']!r}")
-        if hp["momentum_form"] not in MOMENTUM_FORMS:
-            raise ValueError(f"{where}: invalid momentum_form={hp['momentum_form']!r}; "
-                             f"expected one of {list(MOMENTUM_FORMS)}")
+        check_flag(where, "maximize", hp["maximize"])
+        if hp["nesterov"] and (hp["momentum"] <= 0 or hp["dampening"] != 0):
+            raise _validate.argument_error(
+                ValueError, where, "nesterov", f"nesterov=True requires momentum > 0 and dampening = 0, "
+                f"got momentum={hp['momentum']!r} and dampening={hp['dampening']!r}")
+        _validate.choice(where, "momentum_form", hp["momentum_form"], MOMENTUM_FORMS)
 
     def _split(self, group: dict[str, Any]) -> list[list[Parameter]] | None:
         # With BLAS's axpy the passes already run on the BLAS threads: no lanes on top of them.
         return None if _blas.available() else super()._split(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
-        lr, momentum, nesterov = group["lr"], group["momentum"], group["nesterov"]
-        weight_decay, form = group["weight_decay"], group["momentum_form"]
+        lr, momentum, dampening, nesterov = group["lr"], group["momentum"], group["dampening"], group["nesterov"]
+        weight_decay, maximize, form = group["weight_decay"], group["maximize"], group["momentum_form"]
         key = "velocity" if form == "velocity" else "momentum_buffer"
         state = self.state
         for p in group["params"]:
             buf = None
+            damp = dampening
             if momentum != 0:
                 st = state.get(p)
                 if st is None:
@@ -90,35 +96,40 @@ class SGD(Optimizer):
                 buf = st.get(key)
                 if buf is None:
                     buf = st[key] = self._zeros(p)
-            F.sgd(p.data, p.grad, buf, lr=lr, momentum=momentum, nesterov=nesterov,
-                  weight_decay=weight_decay, momentum_form=form, work=self._workspace(p))
+                    damp = 0.0              # PyTorch's first step: b = d, undamped
+            F.sgd(p.data, p.grad, buf, lr=lr, momentum=momentum, dampening=damp, nesterov=nesterov,
+                  weight_decay=weight_decay, maximize=maximize, momentum_form=form, work=self._workspace(p))
 
 
 class Momentum(SGD):
     """Classical momentum: ``SGD(params, lr, momentum=0.9)``; see :class:`SGD`.
 
-    ``v ← μ·v − α·d;  w ← w + v`` (Polyak 1964; Sutskever et al. 2013).
+    PyTorch's buffer form by default (``b ← μ·b + d;  w ← w − α·b``); the seed's
+    ``v ← μ·v − α·d;  w ← w + v`` is ``momentum_form="velocity"`` (Polyak 1964;
+    Sutskever et al. 2013). The two agree while the learning rate is constant.
     """
 
     name = "momentum"
 
-    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float,
-                 momentum: float = 0.9, weight_decay: float = 0.0,
-                 momentum_form: str = "velocity") -> None:
-        super().__init__(params, lr, momentum=momentum, nesterov=False,
-                         weight_decay=weight_decay, momentum_form=momentum_form)
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 momentum: float = 0.9, dampening: float = 0.0, weight_decay: float = 0.0, *,
+                 maximize: bool = False, momentum_form: str = "buffer") -> None:
+        super().__init__(params, lr, momentum=momentum, dampening=dampening, nesterov=False,
+                         weight_decay=weight_decay, maximize=maximize, momentum_form=momentum_form)
 
 
 class Nesterov(SGD):
     """Nesterov momentum: ``SGD(params, lr, momentum=0.9, nesterov=True)``; see :class:`SGD`.
 
-    ``v ← μ·v − α·d;  w ← w + μ·v − α·d`` (Sutskever et al. 2013).
+    PyTorch's buffer form by default (``b ← μ·b + d;  w ← w − α·(d + μ·b)``); the seed's
+    ``v ← μ·v − α·d;  w ← w + μ·v − α·d`` is ``momentum_form="velocity"`` (Sutskever
+    et al. 2013). The two agree while the learning rate is constant.
     """
 
     name = "nesterov"
 
-    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float,
-                 momentum: float = 0.9, weight_decay: float = 0.0,
-                 momentum_form: str = "velocity") -> None:
+    def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
+                 momentum: float = 0.9, weight_decay: float = 0.0, *, maximize: bool = False,
+                 momentum_form: str = "buffer") -> None:
         super().__init__(params, lr, momentum=momentum, nesterov=True,
-                         weight_decay=weight_decay, momentum_form=momentum_form)
+                         weight_decay=weight_decay, maximize=maximize, momentum_form=momentum_form)
