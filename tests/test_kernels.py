@@ -260,13 +260,27 @@ def test_conv_kernels_match_the_numpy_path(case, layout, dtype):
 
 
 # ---------------------------------------------------------------------------- optimizer updates
+UPDATES = {
+    "adam": (optim.Adam, {}), "adam_amsgrad_wd": (optim.Adam, {"amsgrad": True, "weight_decay": 0.1}),
+    "adam_seed_form": (optim.Adam, {"eps_inside_sqrt": True, "bias_correction": False}),
+    "adam_maximize_wd": (optim.Adam, {"maximize": True, "weight_decay": 0.01}),
+    "adamw": (optim.AdamW, {}), "adamw_amsgrad_wd": (optim.AdamW, {"amsgrad": True, "weight_decay": 0.1}),
+    "adamw_maximize": (optim.AdamW, {"maximize": True, "weight_decay": 0.01}),
+    "sgd": (optim.SGD, {}), "sgd_wd_maximize": (optim.SGD, {"weight_decay": 0.1, "maximize": True}),
+    "sgd_momentum_dampening": (optim.SGD, {"momentum": 0.9, "dampening": 0.3}),
+    "sgd_nesterov_wd": (optim.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
+    "velocity_dampening_maximize": (optim.SGD, {"momentum": 0.8, "dampening": 0.5, "maximize": True,
+                                                "momentum_form": "velocity"}),
+    "velocity_nesterov_wd": (optim.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1,
+                                         "momentum_form": "velocity"}),
+}
+
+
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("kwargs", [{}, {"amsgrad": True, "weight_decay": 0.1}, {"weight_decay": 0.01},
-                                    {"eps_inside_sqrt": True, "bias_correction": False}],
-                         ids=["plain", "amsgrad_wd", "wd", "seed_form"])
-@pytest.mark.parametrize("cls", [optim.Adam, optim.AdamW])
-def test_adam_kernel_matches_the_numpy_path_and_ignores_the_thread_count(cls, kwargs, dtype):
+@pytest.mark.parametrize("case", list(UPDATES))
+def test_update_kernels_match_the_numpy_path_and_ignore_the_thread_count(case, dtype):
+    cls, kwargs = UPDATES[case]
     shapes = [(300, 70), (5,), (2, 3, 4)]
     grads = [[RNG.standard_normal(s).astype(dtype) for s in shapes] for _ in range(5)]
     start = [RNG.standard_normal(s).astype(dtype) for s in shapes]

@@ -569,6 +569,30 @@ def test_functional_kernel_without_workspace_matches_optimizer():
         assert np.array_equal(w, params[i].data)
 
 
+def test_scratch_is_made_only_when_a_kernel_asks_for_it():
+    """Momentum SGD on BLAS needs no scratch; a slot only a bias asks for stays bias-sized."""
+    from trainlab import _blas
+    if not _blas.available():
+        pytest.skip("no OpenBLAS level-1 functions in this NumPy build")
+    weight, bias = Parameter(np.ones((300, 200), np.float32)), Parameter(np.ones(7, np.float32))
+    opt = optim.SGD([weight, bias], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        weight.grad[...] = 0.5
+        bias.grad[...] = 0.5
+        opt.step()
+    assert all(buf.size <= bias.data.size for buf in opt._work.values())     # the weight's update used none
+    ref = Parameter(np.ones(7, np.float32))
+    ref_opt = optim.SGD([ref], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        ref.grad[...] = 0.5
+        ref_opt.step()
+    np.testing.assert_array_equal(bias.data, ref.data)
+    work = opt._workspace(bias)
+    assert len(work) == opt.work_slots and work[1].shape == bias.shape
+    with pytest.raises(IndexError):
+        work[opt.work_slots]
+
+
 # ---------------------------------------------------------------------------- Adam properties
 @pytest.mark.parametrize("seed", range(3))
 def test_adam_first_step_is_lr_times_sign(seed):

@@ -525,9 +525,10 @@ def profile_layers(key: int = 3, *, repeats: int = 20, warmup: int = 3, threads:
             rest.append(loss_time + clock() - t)
             steps.append(clock() - start)
     conv = layers[4]
-    cols, g, _ = conv._cache
-    f, k = conv.out_channels, cols.shape[0]
-    dy = rng.standard_normal((f, cols.shape[1]), dtype=np.float32)
+    g = conv._cache.geometry
+    f, k, positions = conv.out_channels, conv.fan_in, g.n * g.ho * g.wo
+    cols = rng.standard_normal((k, positions), dtype=np.float32)     # the whole im2col matrix, as one GEMM reads it
+    dy = rng.standard_normal((f, positions), dtype=np.float32)
     wt = np.ascontiguousarray(conv.weight.data.reshape(f, k).T)
     dw, dcols = np.empty((f, k), np.float32), np.empty((k, cols.shape[1]), np.float32)
     gemm = []

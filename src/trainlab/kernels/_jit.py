@@ -455,6 +455,41 @@ def add_bias_rows(out, bias, rows, length):
 
 # ----------------------------------------------------------------------------- optimizers
 @njit(**_EW)
+def sgd_update(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay, maximize, velocity):
+    """One fused pass of :func:`trainlab.optim.functional.sgd` (the same equations, in the same order).
+
+    With ``d = ±g + λ·w`` (``maximize`` negates ``g``)::
+
+        momentum = 0:  w ← w − α·d
+        buffer form:   b ← μ·b + (1 − τ)·d;   w ← w − α·b          (Nesterov: w ← w − α·(d + μ·b))
+        velocity form: v ← μ·v − α(1 − τ)·d;  w ← w + v            (Nesterov: w ← w + μ·v − α·d)
+
+    ``buf`` is ``b`` or ``v`` (ignored when ``momentum == 0``). Scalars are float64; each
+    element's arithmetic runs in float64 and is rounded once per stored value.
+    """
+    size = param.size
+    keep = 1.0 - dampening
+    for blk in prange((size + CHUNK - 1) // CHUNK):
+        for k in range(blk * CHUNK, min(size, (blk + 1) * CHUNK)):
+            w = np.float64(param[k])
+            d = np.float64(grad[k])
+            if maximize:
+                d = -d
+            if weight_decay != 0.0:
+                d = weight_decay * w + d
+            if momentum == 0.0:
+                param[k] = w - lr * d
+            elif velocity:
+                v = momentum * np.float64(buf[k]) - lr * keep * d
+                buf[k] = v
+                param[k] = w + (momentum * v - lr * d) if nesterov else w + v
+            else:
+                b = momentum * np.float64(buf[k]) + keep * d
+                buf[k] = b
+                param[k] = w - lr * (d + momentum * b) if nesterov else w - lr * b
+
+
+@njit(**_EW)
 def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                 decoupled, amsgrad, eps_inside_sqrt, maximize, bc1, bc2):
     """One fused pass of :func:`trainlab.optim.functional.adam` (the same equations, in the same order).

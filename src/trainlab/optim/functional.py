@@ -100,7 +100,10 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
     with ``dampening=0`` gives exactly that, which is what :class:`~trainlab.optim.SGD`
     passes on a parameter's first step.
 
-    Where the arrays allow it (float, C-contiguous, at least ``_blas.MIN_SIZE``
+    On the compiled kernel path (:mod:`trainlab.kernels`) the whole update is one fused
+    multi-core pass over ``w, g, b`` for C-contiguous float arrays of one dtype (each
+    element computed in float64, rounded once; no scratch). Otherwise, where the arrays
+    allow it (float, C-contiguous, at least ``_blas.MIN_SIZE``
     values, NumPy's own OpenBLAS found), each ``←`` above is one BLAS
     ``axpy``/``axpby`` pass on the BLAS threads (see :mod:`trainlab._blas`:
     a fused multiply-add, so the last bit may differ from the NumPy passes).
@@ -123,6 +126,12 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
     """
     if momentum_form not in MOMENTUM_FORMS:
         raise ValueError(f"sgd: momentum_form must be one of {list(MOMENTUM_FORMS)}, got {momentum_form!r}")
+    if kernels.active() and _compiled_operands((param, grad) if momentum == 0 else (param, grad, momentum_buffer)):
+        kernels.jit().sgd_update(param.reshape(-1), grad.reshape(-1),
+                                 (param if momentum == 0 else momentum_buffer).reshape(-1), float(lr),
+                                 float(momentum), float(dampening), bool(nesterov), float(weight_decay),
+                                 bool(maximize), momentum_form == "velocity")
+        return
     d, k = _decayed_grad(param, grad, weight_decay, work, maximize)
     buf = momentum_buffer
     blas = _blas.for_arrays(d, param) if momentum == 0 else _blas.for_arrays(d, param, buf)

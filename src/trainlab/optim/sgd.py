@@ -56,6 +56,7 @@ class SGD(Optimizer):
     """
 
     name = "sgd"
+    compiled_updates = True
 
     def __init__(self, params: Iterable[Parameter] | Iterable[dict[str, Any]], lr: float = 1e-3,
                  momentum: float = 0.0, dampening: float = 0.0, weight_decay: float = 0.0,
