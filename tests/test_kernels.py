@@ -185,7 +185,7 @@ def test_batchnorm_running_statistics_agree_between_paths():
                          ids=["relu", "leaky_relu", "tanh", "sigmoid"])
 @pytest.mark.parametrize("layout", ["c_order", "channel_major"])
 def test_activation_kernels_match_the_numpy_path(make, dtype, layout):
-    x = RNG.standard_normal((3, 4, 50, 70)).astype(dtype)      # several CHUNK blocks
+    x = RNG.standard_normal((3, 4, 50, 70)).astype(dtype)      # 42000 elements: each thread gets a part
     dy = RNG.standard_normal(x.shape).astype(dtype)
     if layout == "channel_major":
         x, dy = channel_major(x), channel_major(dy)
@@ -196,6 +196,21 @@ def test_activation_kernels_match_the_numpy_path(make, dtype, layout):
         y = layer(x)
         assert y.strides == x.strides                       # the layout is kept
         assert layer.backward(dy).strides == dy.strides
+
+
+@needs_numba
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_sigmoid_kernel_at_the_extremes_matches_the_numpy_path(dtype):
+    x = np.array([-np.inf, -800.0, -100.0, -20.0, -1e-8, 0.0, 1e-8, 20.0, 100.0, 800.0, np.inf, np.nan], dtype=dtype)
+    paths = {}
+    for path in kernels.PATHS:
+        with kernels.use(path):
+            paths[path] = nn.Sigmoid()(x)
+    y = paths["numba"]
+    assert y.dtype == dtype
+    np.testing.assert_allclose(y, paths["numpy"], rtol=4 * np.finfo(dtype).eps, atol=0)     # NaN matches NaN
+    assert (y[0], y[5], y[-2]) == (0.0, 0.5, 1.0) and np.isnan(y[-1])
+    assert 0 < y[2] < 1e-43                 # exp(-100) / (1 + exp(-100)): no overflow, no cancellation
 
 
 @needs_numba

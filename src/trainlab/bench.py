@@ -470,8 +470,8 @@ def profile_layers(key: int = 3, *, repeats: int = 20, warmup: int = 3, threads:
     The step runs as the README's loop would, layer by layer: ``x = layer(x)`` for each
     layer, the loss, then ``dout = layer.backward(dout)`` in reverse (the first layer with
     ``input_grad=False``), the update. Medians over ``repeats`` steps. The second Conv2d's
-    backward is also compared with its two GEMMs alone at the same shapes
-    (``dW = dY cols^T`` and ``W^T dY``, timed in the same process just after).
+    backward is also compared with its two GEMMs alone at the same shapes (``dW = dY cols^T``
+    and ``W^T dY`` on whole matrices, timed after every step: a paired measurement).
     """
     import numpy as np
 
@@ -498,8 +498,15 @@ def profile_layers(key: int = 3, *, repeats: int = 20, warmup: int = 3, threads:
     names = [f"{i}: {type(m).__name__}({m.extra_repr()})" for i, m in enumerate(layers)]
     fwd = [[] for _ in layers]
     bwd = [[] for _ in layers]
-    rest, steps = [], []
+    rest, steps, gemm = [], [], []
     clock = time.perf_counter
+    conv = layers[4]
+    f, k = conv.out_channels, conv.fan_in
+    positions = batch * (image // 2) ** 2          # conv2 runs on the pooled image, padding 1
+    cols = rng.standard_normal((k, positions), dtype=np.float32)     # the whole im2col matrix, as one GEMM reads it
+    dy = rng.standard_normal((f, positions), dtype=np.float32)
+    wt = np.ascontiguousarray(conv.weight.data.reshape(f, k).T)
+    dw, dcols = np.empty((f, k), np.float32), np.empty((k, positions), np.float32)
     for r in range(warmup + repeats):
         keep = r >= warmup
         start = clock()
@@ -524,25 +531,17 @@ def profile_layers(key: int = 3, *, repeats: int = 20, warmup: int = 3, threads:
         if keep:
             rest.append(loss_time + clock() - t)
             steps.append(clock() - start)
-    conv = layers[4]
-    g = conv._cache.geometry
-    f, k, positions = conv.out_channels, conv.fan_in, g.n * g.ho * g.wo
-    cols = rng.standard_normal((k, positions), dtype=np.float32)     # the whole im2col matrix, as one GEMM reads it
-    dy = rng.standard_normal((f, positions), dtype=np.float32)
-    wt = np.ascontiguousarray(conv.weight.data.reshape(f, k).T)
-    dw, dcols = np.empty((f, k), np.float32), np.empty((k, cols.shape[1]), np.float32)
-    gemm = []
-    for _ in range(warmup + repeats):
         t = clock()
         np.matmul(dy, cols.T, out=dw)
         np.matmul(wt, dy, out=dcols)
-        gemm.append(clock() - t)
+        if keep:
+            gemm.append(clock() - t)
     del limiter
     med = statistics.median
     return {"workload": key, "kernels": kernels.path(), "names": names,
             "forward_ms": [med(v) * 1e3 for v in fwd], "backward_ms": [med(v) * 1e3 for v in bwd],
             "loss_and_update_ms": med(rest) * 1e3, "step_ms": med(steps) * 1e3,
-            "conv2_backward_ms": med(bwd[4]) * 1e3, "conv2_gemm_ms": med(gemm[warmup:]) * 1e3,
+            "conv2_backward_ms": med(bwd[4]) * 1e3, "conv2_gemm_ms": med(gemm) * 1e3,
             "threads": threads}
 
 

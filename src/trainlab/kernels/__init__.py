@@ -14,10 +14,11 @@ Choosing the path:
 * :func:`set_path` switches for the whole process, ``with kernels.use("numpy"):``
   for a block (tests run every parity and gradient check on both paths).
 
-Determinism: every kernel partitions its work into blocks whose size depends only
-on the array shapes, never on the number of threads, and combines partial sums in
-a fixed order (float64 accumulators), so results are bit-identical whatever
-:func:`set_num_threads` or ``NUMBA_NUM_THREADS`` say, serially and in workers.
+Determinism: elementwise kernels compute each element on its own; reductions
+partition their work into blocks whose size depends only on the array shapes, never
+on the number of threads, and combine partial sums in a fixed order (float64
+accumulators), so results are bit-identical whatever :func:`set_num_threads` or
+``NUMBA_NUM_THREADS`` say, serially and in workers.
 
 Threads: Numba's pool starts with ``NUMBA_NUM_THREADS`` threads (default: the number
 of CPUs); :func:`set_num_threads` lowers the count used. The kernels run between

@@ -4,8 +4,12 @@ Conventions shared by every kernel:
 
 * Arrays are passed flat (1-D, C-contiguous) with their sizes as ints, so each kernel
   compiles once per dtype; outputs are preallocated by the caller.
-* Work is split into blocks whose size depends only on the shapes (``CHUNK`` elements,
-  ``CHANNEL_BLOCK`` channels, one channel, one plane), never on the number of threads,
+* Elementwise kernels are one flat ``prange`` over the elements (each element computed
+  on its own: Numba splits the range between the threads, and LLVM vectorizes each
+  thread's contiguous part; measured 2-4x faster than an explicit loop over fixed-size
+  blocks, whose inner bounds kept LLVM from vectorizing).
+* Reductions are split into blocks whose size depends only on the shapes
+  (``CHANNEL_BLOCK`` channels, one channel, one plane), never on the number of threads,
   and each block is computed by one thread in a fixed order; per-block results are
   combined in a fixed order. Results are bit-identical for any thread count.
 * Elementwise arithmetic runs in the data's dtype with ``fastmath=False`` (IEEE
@@ -29,7 +33,6 @@ import numba
 import numpy as np
 from numba import njit, prange
 
-CHUNK = 16384            # elements per block in elementwise kernels
 CHANNEL_BLOCK = 64       # channels per block in the (n, c) row layout
 
 _EW = dict(parallel=True, fastmath=False, cache=True, nogil=True)
@@ -225,81 +228,87 @@ def bn_backward_planes(dy, x, n, c, s, gamma, mean, inv_std, dx, dgamma, dbeta, 
 def relu_forward(x, y, mask):
     """``y = max(x, 0)`` (NaN stays NaN) and ``mask = not (x <= 0)`` (NaN passes the gradient, as in PyTorch)."""
     size = x.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            v = x[k]
-            keep = not (v <= 0)
-            mask[k] = keep
-            y[k] = v if keep else 0
+    for k in prange(size):
+        v = x[k]
+        keep = not (v <= 0)
+        mask[k] = keep
+        y[k] = v if keep else 0
 
 
 @njit(**_EW)
 def masked_copy(dy, mask, dx):
     """``dx = dy`` where ``mask``, else 0 (the ReLU backward)."""
     size = dy.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            dx[k] = dy[k] if mask[k] else 0
+    for k in prange(size):
+        dx[k] = dy[k] if mask[k] else 0
 
 
 @njit(**_EW)
 def leaky_relu_forward(x, slope, y, positive):
     """``y = x`` where ``x > 0``, else ``slope * x``; ``positive = x > 0``."""
     size = x.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            v = x[k]
-            p = v > 0
-            positive[k] = p
-            y[k] = v if p else v * slope
+    for k in prange(size):
+        v = x[k]
+        p = v > 0
+        positive[k] = p
+        y[k] = v if p else v * slope
 
 
 @njit(**_EW)
 def leaky_relu_backward(dy, positive, slope, dx):
     size = dy.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            g = dy[k]
-            dx[k] = g if positive[k] else g * slope
+    for k in prange(size):
+        g = dy[k]
+        dx[k] = g if positive[k] else g * slope
 
 
 @njit(**_EW)
 def tanh_backward(dy, y, dx):
     """``dx = dy (1 - y^2)``."""
     size = dy.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            v = y[k]
-            dx[k] = (1 - v * v) * dy[k]
+    for k in prange(size):
+        v = y[k]
+        dx[k] = (1 - v * v) * dy[k]
+
+
+@njit(**_EW)
+def sigmoid_forward(x, one, y):
+    """``y = 1 / (1 + e)`` where ``x >= 0``, else ``e / (1 + e)``, with ``e = exp(-|x|)`` (never overflows).
+
+    ``one`` is 1 in the data's dtype, so the arithmetic runs in that dtype as NumPy's does;
+    NaN stays NaN, ``sigmoid(±inf) = 1, 0``.
+    """
+    size = x.size
+    for k in prange(size):
+        v = x[k]
+        e = math.exp(-abs(v))
+        y[k] = one / (one + e) if v >= 0 else e / (one + e)
 
 
 @njit(**_EW)
 def sigmoid_backward(dy, y, dx):
     """``dx = dy y (1 - y)``."""
     size = dy.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            v = y[k]
-            dx[k] = ((1 - v) * v) * dy[k]
+    for k in prange(size):
+        v = y[k]
+        dx[k] = ((1 - v) * v) * dy[k]
 
 
 @njit(**_EW)
 def scale_by_mask(x, keep, p, scale, y, mask):
     """Inverted dropout: ``mask = (keep >= p) * scale``, ``y = x * mask``."""
     size = x.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            m = scale if keep[k] >= p else 0
-            mask[k] = m
-            y[k] = x[k] * m
+    for k in prange(size):
+        m = scale if keep[k] >= p else 0
+        mask[k] = m
+        y[k] = x[k] * m
 
 
 @njit(**_EW)
 def multiply(a, b_, out):
     size = a.size
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            out[k] = a[k] * b_[k]
+    for k in prange(size):
+        out[k] = a[k] * b_[k]
 
 
 # ----------------------------------------------------------------------------- max pooling
@@ -469,24 +478,23 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay
     """
     size = param.size
     keep = 1.0 - dampening
-    for blk in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(blk * CHUNK, min(size, (blk + 1) * CHUNK)):
-            w = np.float64(param[k])
-            d = np.float64(grad[k])
-            if maximize:
-                d = -d
-            if weight_decay != 0.0:
-                d = weight_decay * w + d
-            if momentum == 0.0:
-                param[k] = w - lr * d
-            elif velocity:
-                v = momentum * np.float64(buf[k]) - lr * keep * d
-                buf[k] = v
-                param[k] = w + (momentum * v - lr * d) if nesterov else w + v
-            else:
-                b = momentum * np.float64(buf[k]) + keep * d
-                buf[k] = b
-                param[k] = w - lr * (d + momentum * b) if nesterov else w - lr * b
+    for k in prange(size):
+        w = np.float64(param[k])
+        d = np.float64(grad[k])
+        if maximize:
+            d = -d
+        if weight_decay != 0.0:
+            d = weight_decay * w + d
+        if momentum == 0.0:
+            param[k] = w - lr * d
+        elif velocity:
+            v = momentum * np.float64(buf[k]) - lr * keep * d
+            buf[k] = v
+            param[k] = w + (momentum * v - lr * d) if nesterov else w + v
+        else:
+            b = momentum * np.float64(buf[k]) + keep * d
+            buf[k] = b
+            param[k] = w - lr * (d + momentum * b) if nesterov else w - lr * b
 
 
 @njit(**_EW)
@@ -508,28 +516,27 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, bet
     step_size = lr * bc2_sqrt / bc1
     eps_term = eps * bc2 if eps_inside_sqrt else eps * bc2_sqrt
     decay = 1.0 - lr * weight_decay
-    for b in prange((size + CHUNK - 1) // CHUNK):
-        for k in range(b * CHUNK, min(size, (b + 1) * CHUNK)):
-            w = np.float64(param[k])
-            d = np.float64(grad[k])
-            if maximize:
-                d = -d
-            if weight_decay != 0.0:
-                if decoupled:
-                    w = w * decay
-                else:
-                    d = d + weight_decay * w
-            m = np.float64(exp_avg[k])
-            m = m + (1.0 - beta1) * (d - m)
-            v = beta2 * np.float64(exp_avg_sq[k]) + (1.0 - beta2) * (d * d)
-            exp_avg[k] = m
-            exp_avg_sq[k] = v
-            second = v
-            if amsgrad:
-                second = max(np.float64(max_exp_avg_sq[k]), v)
-                max_exp_avg_sq[k] = second
-            if eps_inside_sqrt:
-                denom = math.sqrt(second + eps_term)
+    for k in prange(size):
+        w = np.float64(param[k])
+        d = np.float64(grad[k])
+        if maximize:
+            d = -d
+        if weight_decay != 0.0:
+            if decoupled:
+                w = w * decay
             else:
-                denom = math.sqrt(second) + eps_term
-            param[k] = w - step_size * (m / denom)
+                d = d + weight_decay * w
+        m = np.float64(exp_avg[k])
+        m = m + (1.0 - beta1) * (d - m)
+        v = beta2 * np.float64(exp_avg_sq[k]) + (1.0 - beta2) * (d * d)
+        exp_avg[k] = m
+        exp_avg_sq[k] = v
+        second = v
+        if amsgrad:
+            second = max(np.float64(max_exp_avg_sq[k]), v)
+            max_exp_avg_sq[k] = second
+        if eps_inside_sqrt:
+            denom = math.sqrt(second + eps_term)
+        else:
+            denom = math.sqrt(second) + eps_term
+        param[k] = w - step_size * (m / denom)

@@ -391,7 +391,8 @@ class Conv2d(InitializedLayer):
 
         ``chunk`` is the most samples whose columns fit in ``_COLS_BLOCK_BYTES`` (at least one): a
         block small enough to stay in the caches between the im2col pass that writes it and the
-        GEMM that reads it, large enough for the GEMMs to run at full speed. It depends on the shapes only, so results never depend on the thread count.
+        GEMM that reads it, large enough for the GEMMs to run at full speed. It depends on the shapes
+        only, so results never depend on the thread count.
         """
         (kh, kw), per_sample = self.kernel_size, g.ho * g.wo
         k = g.c * kh * kw
