@@ -1,8 +1,9 @@
 """Load check for ``trainlab playground``: 8 concurrent sessions on 2 cores (a check, not a timed test).
 
 Starts ``trainlab playground --port 0`` in a subprocess (the real command, so the server's memory
-is its own), warms it with one session, then opens ``--sessions`` websocket clients, each on a
-different preset, and measures three things:
+is its own), warms it with one short round of ``--sessions`` sessions (imports, caches and worker
+threads in place; the memory baseline is taken after it), then opens ``--sessions`` websocket
+clients, each on a different preset, and measures three things:
 
 1. **play**: every client plays; the gap between consecutive ``update`` messages of a session
    (how stale its page gets) and the steps per second;
@@ -44,6 +45,12 @@ MIX = ["tanh-small-vanish", "tanh-normal-saturate", "tanh-small-vs-xavier", "rel
 def rss_mib(pid: int) -> float:
     text = Path(f"/proc/{pid}/status").read_text()
     return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def threads(pid: int) -> int:
@@ -125,17 +132,19 @@ def summary(values: list[float]) -> str:
 
 
 async def check(url: str, pid: int, sessions: int, play_seconds: float, steps: int) -> dict:
-    warm = Client(url, MIX[0])
-    await warm.open()
-    await warm.step_loop(3)
-    await warm.close()
+    warm = [Client(url, MIX[i % len(MIX)]) for i in range(sessions)]   # one short round first: imports,
+    await asyncio.gather(*(c.open() for c in warm))                     # caches and worker threads in place
+    await asyncio.gather(*(c.play(1.0) for c in warm))
+    await asyncio.gather(*(c.close() for c in warm))
     await asyncio.sleep(2.0)
     baseline = rss_mib(pid)
     clients = [Client(url, MIX[i % len(MIX)]) for i in range(sessions)]
     await asyncio.gather(*(c.open() for c in clients))
     opened = rss_mib(pid)
 
+    cpu0, wall0 = cpu_seconds(pid), time.perf_counter()
     await asyncio.gather(*(c.play(play_seconds) for c in clients))
+    play_cpu, play_wall = cpu_seconds(pid) - cpu0, time.perf_counter() - wall0
     peak_play = rss_mib(pid)
     play_gaps = [g for c in clients for g in c.gaps]
     rates = {c.preset_id: c.steps / play_seconds for c in clients}
@@ -176,6 +185,7 @@ async def check(url: str, pid: int, sessions: int, play_seconds: float, steps: i
         waited += 0.5
         after = rss_mib(pid)
     return {"baseline": baseline, "opened": opened, "peak": peak, "after": after, "waited": waited,
+            "play_cpu": play_cpu, "play_wall": play_wall, "updates": len(play_gaps) + len(clients),
             "play_gaps": play_gaps, "step_ms": step_ms, "mixed_ms": mixed_ms, "rates": rates,
             "threads_open": threads_open, "threads_after": threads(pid)}
 
@@ -201,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.repeats):
             t = time.perf_counter()
             res = asyncio.run(check(url, proc.pid, args.sessions, args.play, args.steps))
-            worst = max(max(res["play_gaps"], default=0), max(res["step_ms"], default=0), max(res["mixed_ms"], default=0))
+            worst = max(max(res[key], default=0.0) for key in ("play_gaps", "step_ms", "mixed_ms"))
             back = res["after"] <= res["baseline"] + 2.0
             failed |= worst >= TARGET_MS or not back
             print(f"\nrun {r + 1}/{args.repeats} ({time.perf_counter() - t:.0f} s; "
@@ -210,6 +220,11 @@ def main(argv: list[str] | None = None) -> int:
             print(f"  step request -> update:      {summary(res['step_ms'])}")
             print(f"  step while 7 others play:    {summary(res['mixed_ms'])}")
             print("  steps/s while all play:      " + ", ".join(f"{k} {v:.0f}" for k, v in res["rates"].items()))
+            share = res["play_cpu"] / res["play_wall"]
+            per_update = 1e3 * res["play_cpu"] / res["updates"]
+            print(f"  server CPU while all play:   {share:.2f} cores busy (of {os.cpu_count()}) "
+                  f"({res['play_cpu']:.1f} s in {res['play_wall']:.1f} s); {per_update:.0f} ms of CPU per update, "
+                  f"so {args.sessions} sessions need {args.sessions * per_update / 2:.0f} ms a round on 2 free cores")
             print(f"  memory (VmRSS): baseline {res['baseline']:.1f} MiB, {args.sessions} sessions open "
                   f"{res['opened']:.1f}, peak {res['peak']:.1f}, after closing {res['after']:.1f} "
                   f"(+{res['after'] - res['baseline']:.1f} MiB, waited {res['waited']:.1f} s)")

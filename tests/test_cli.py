@@ -235,7 +235,7 @@ def test_an_internal_error_says_so_and_points_to_debug(tmp_path, capsys, monkeyp
 
 
 def test_experiment_report_shows_the_actual_command_and_the_quick_size(tmp_path, capsys, monkeypatch):
-    def study(*, quick, out, seeds=(0, 1, 2)):
+    def study(*, quick, out, seeds=(0, 1, 2), **engine):  # engine: the executor options run_study takes
         return StudyResult(name="init-depth", title="A study", summary="s.", command="trainlab experiment init-depth",
                            verdicts=[Verdict("claim", 1.0, "> 0", True, "")])
 
@@ -254,7 +254,7 @@ def test_experiment_report_shows_the_actual_command_and_the_quick_size(tmp_path,
 
 
 def test_every_command_has_debug_and_help(capsys):
-    for command in ("demo", "train", "evaluate", "depth", "experiment", "report", "bench"):
+    for command in ("demo", "train", "evaluate", "depth", "experiment", "sweep", "report", "bench"):
         with pytest.raises(SystemExit) as info:
             main([command, "--help"])
         assert info.value.code == 0 and "--debug" in capsys.readouterr().out

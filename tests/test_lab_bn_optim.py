@@ -7,6 +7,7 @@ import math
 import numpy as np
 import pytest
 
+from figure_check import assert_figures_read_well, checked_figures
 from trainlab import models, nn
 from trainlab.experiments import StudyResult, batchnorm_study, optimizers_study
 from trainlab.experiments import surfaces as S
@@ -17,13 +18,17 @@ from trainlab.experiments import surfaces as S
 @pytest.fixture(scope="module")
 def batchnorm_quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab_bn")
-    return batchnorm_study.run(quick=True, out=out), out
+    with checked_figures() as figures:
+        result = batchnorm_study.run(quick=True, out=out)
+    return result, out, figures
 
 
 @pytest.fixture(scope="module")
 def optimizers_quick(tmp_path_factory):
     out = tmp_path_factory.mktemp("lab_optim")
-    return optimizers_study.run(quick=True, out=out), out
+    with checked_figures() as figures:
+        result = optimizers_study.run(quick=True, out=out)
+    return result, out, figures
 
 
 def _check_result(result: StudyResult, out, name: str, n_verdicts: int) -> None:
@@ -56,7 +61,7 @@ def _known_failure(v) -> bool:
 
 
 def test_batchnorm_quick_verdicts_hold(batchnorm_quick):
-    result, out = batchnorm_quick
+    result, out, _ = batchnorm_quick
     _check_result(result, out, "batchnorm", 6)
     assert sum(_known_failure(v) for v in result.verdicts) == len(BATCHNORM_KNOWN_FAILURES)
     failed = [str(v) for v in result.verdicts if not v.passed and not _known_failure(v)]
@@ -66,7 +71,7 @@ def test_batchnorm_quick_verdicts_hold(batchnorm_quick):
 def test_batchnorm_weight_scale_claim(batchnorm_quick):
     # (c) judged with the hidden layers scaled (output layer xavier in both arms); the
     # all-layer sweep stays in the table and numbers as a supplementary measurement
-    result, _ = batchnorm_quick
+    result, _, _ = batchnorm_quick
     v = next(v for v in result.verdicts if "dependence on initialization" in v.claim)
     assert v.passed and v.measured <= batchnorm_study.SPREAD_RATIO_MAX, str(v)
     ws = result.numbers["weight_scale"]
@@ -79,7 +84,7 @@ def test_batchnorm_weight_scale_claim(batchnorm_quick):
 
 
 def test_optimizers_quick_verdicts_hold(optimizers_quick):
-    result, out = optimizers_quick
+    result, out, _ = optimizers_quick
     _check_result(result, out, "optimizers", 4)
     failed = [str(v) for v in result.verdicts if not v.passed]
     assert not failed, "\n".join(failed)
@@ -88,7 +93,7 @@ def test_optimizers_quick_verdicts_hold(optimizers_quick):
 def test_optimizers_gif_is_animated(optimizers_quick):
     from PIL import Image
 
-    result, out = optimizers_quick
+    result, out, _ = optimizers_quick
     gifs = [p for p in result.figures.values() if p.endswith(".gif")]
     assert len(gifs) == 1
     with Image.open(out / gifs[0]) as im:
@@ -97,8 +102,14 @@ def test_optimizers_gif_is_animated(optimizers_quick):
     assert not list(out.glob(".*.gif")), "no temporary GIF left behind"
 
 
+def test_quick_study_figures_read_well(batchnorm_quick, optimizers_quick):
+    """Axes named, no text under plotting.MIN_FONT_SIZE, log axes where values span decades."""
+    for result, _, figures in (batchnorm_quick, optimizers_quick):
+        assert_figures_read_well(figures, {p for p in result.figures.values() if p.endswith(".png")})
+
+
 def test_optimizers_tables_cover_every_rule(optimizers_quick):
-    result, _ = optimizers_quick
+    result, _, _ = optimizers_quick
     labels = [optimizers_study.LABELS[n] for n in optimizers_study.OPTIMIZERS]
     saddle = next(t for t in result.tables if t.title.startswith("Saddle"))
     assert saddle.header[1:] == labels

@@ -6,6 +6,7 @@ import math
 import numpy as np
 import pytest
 
+from figure_check import assert_figures_read_well, checked_figures
 from trainlab import experiments
 from trainlab.experiments import init_depth, init_train
 from trainlab.experiments.common import StudyResult
@@ -39,8 +40,10 @@ def check_outputs(result, out, name):
 
 @pytest.mark.parametrize("name", ["init-depth", "init-train", "depth-30"])
 def test_quick_study_claims_hold(name, tmp_path):
-    result = experiments.run(name, quick=True, out=tmp_path)
+    with checked_figures() as figures:
+        result = experiments.run(name, quick=True, out=tmp_path)
     check_outputs(result, tmp_path, name)
+    assert_figures_read_well(figures, set(result.figures.values()))
 
 
 def test_layer_statistics_follow_the_variance_recursion():

@@ -394,6 +394,35 @@ def test_histograms_equal_numpy_and_change_no_result():
     json.dumps(h.to_dict())
 
 
+def test_histogram_equals_numpy_on_edges_and_extreme_ranges():
+    from trainlab.monitor import histogram
+
+    rng = np.random.default_rng(7)
+    for trial in range(400):
+        n = int(rng.integers(1, 3000))
+        x = rng.standard_normal(n) * 10.0 ** rng.uniform(-30, 30)
+        if trial % 3 == 0:
+            x = np.round(x * 4) / 4                  # many values exactly on bucket edges
+        if trial % 7 == 0:
+            x[: n // 2] = x[0]                       # a large run of equal values
+        x = x.astype(np.float32 if trial % 2 else np.float64)
+        bins = int(rng.integers(1, 50))
+        h = histogram(x, bins)
+        counts, edges = np.histogram(x.astype(np.float64), bins=bins)
+        assert np.array_equal(h.counts, counts) and np.array_equal(h.edges, edges), trial
+    for _ in range(300):    # every bucket edge and its neighbours: where the bucket estimate is one off
+        first = rng.standard_normal() * 10.0 ** rng.uniform(-5, 5)
+        last = first + abs(rng.standard_normal()) * 10.0 ** rng.uniform(-5, 5)
+        bins = int(rng.integers(1, 60))
+        e = np.linspace(first, last, bins + 1)
+        x = np.clip(np.concatenate([e, np.nextafter(e, -np.inf), np.nextafter(e, np.inf)]), first, last)
+        counts, edges = np.histogram(x, bins=bins)
+        assert np.array_equal(histogram(x, bins).counts, counts) and np.array_equal(histogram(x, bins).edges, edges)
+    for x in (np.full(10, 3.0), np.array([np.finfo(np.float32).min, np.finfo(np.float32).max], np.float32)):
+        counts, edges = np.histogram(x.astype(np.float64), bins=5)
+        assert np.array_equal(histogram(x, 5).counts, counts) and np.array_equal(histogram(x, 5).edges, edges)
+
+
 def test_histograms_off_by_default_and_observe_records_them():
     model, (x, y) = mixed_net(), data()
     plain = Monitor(model, every=1)
@@ -453,3 +482,27 @@ def test_an_init_the_weights_already_use_is_not_the_advice():
     model[0].weight.data *= 1e-4                       # vanishing although the weights were drawn by he
     found = findings_of(model)
     assert "the weights already use he" in str(found["vanishing_activations"]), found
+
+
+def test_histograms_of_chosen_kinds_and_layers_and_bounded_records():
+    model = mixed_net()
+    monitor = Monitor(model, every=1, histograms=("act", "grad"), histogram_layers=["2", "4"], max_records=3)
+    train(model, 5, monitor=monitor)
+    assert [r.step for r in monitor.steps] == [2, 3, 4]             # the oldest records were dropped
+    for record in monitor.steps:
+        assert set(record.histograms) == {"2", "4"}
+        assert all(set(h) == {"act", "grad"} for h in record.histograms.values())
+    monitor.end_epoch(0)
+    assert set(monitor.epoch_summary[0]) == set(monitor.layer_names)
+    params_only = Monitor(mixed_net(), every=1, histograms=["params"])
+    train(params_only.model, 1, monitor=params_only)
+    assert set(params_only.steps[0].histograms["0"]) == {"weight", "bias"}
+    assert "4" not in params_only.steps[0].histograms                # Tanh has no parameters
+    with pytest.raises(ValueError, match="unknown kind"):
+        Monitor(model, histograms=("act", "weights"))
+    with pytest.raises(TypeError, match="histograms"):
+        Monitor(model, histograms="act")
+    with pytest.raises(ValueError, match="histogram_layers: unknown layer"):
+        Monitor(model, histograms=True, histogram_layers=["99"])
+    with pytest.raises(ValueError, match="max_records"):
+        Monitor(model, max_records=0)

@@ -261,3 +261,29 @@ def test_trajectories_over_the_websocket(client):
         assert msg["paths"]["rmsprop"]["hyperparameters"]["alpha"] == 0.9
         assert "tab=opt" in msg["query"] and "o.rmsprop.alpha=0.9" in msg["query"]
         assert msg["paths"]["rmsprop"]["reached"] < (msg["paths"]["sgd"]["reached"] or 10**9)
+
+
+def test_command_line_serves_on_localhost_and_says_where(tmp_path):
+    import subprocess
+    import sys
+
+    import httpx2
+
+    from trainlab.cli import EXIT_FAILURE, build_parser
+
+    args = build_parser().parse_args(["playground"])
+    assert (args.host, args.port, args.open) == ("127.0.0.1", 8765, False)
+    proc = subprocess.Popen([sys.executable, "-m", "trainlab.cli", "playground", "--port", "0"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        match = re.search(r"http://127\.0\.0\.1:(\d+)/", line)
+        assert match, line + proc.stderr.read()
+        page = httpx2.get(match.group(0), timeout=20)
+        assert page.status_code == 200 and "playground.js" in page.text
+        taken = subprocess.run([sys.executable, "-m", "trainlab.cli", "playground", "--port", match.group(1)],
+                               capture_output=True, text=True, timeout=60)
+        assert taken.returncode == EXIT_FAILURE and "--port" in taken.stderr and match.group(1) in taken.stderr
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -173,6 +173,9 @@ def test_sampled_records_histograms_ratios_and_val():
     monitor_hist = session.runs[0].monitor.histogram_history(session.runs[0].act_layers[0], "act")[0][1]
     assert counts == monitor_hist.counts.tolist()
     assert all(len(r) == 4 and all(v is None or v > 0 for v in r) for _, r in run["ratio"])   # 3 hidden + output
+    zeros = Session(parse_state({**SMALL, "init": "zeros"})).advance(1)["runs"][0]["hist"][0]
+    lo, hi, _, std, *counts = zeros[1][0]               # every activation is 0: a line at 0, not 0 +- 0.5
+    assert lo == hi == 0.0 and std == 0.0 and sum(counts) == 16 * 8
     b = update["boundary"]["runs"][0]
     assert len(np.frombuffer(base64.b64decode(b["cls"]), np.uint8)) == 48 * 48
 

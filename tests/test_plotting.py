@@ -47,6 +47,7 @@ def test_history_figure_log_axis_best_epoch_and_lr_panel():
         dashed = [line for line in ax.get_lines() if line.get_linestyle() == "--"]
         assert [line.get_xdata()[0] for line in dashed] == [best + 1]
     assert f"best epoch {best + 1}" in [t.get_text() for t in ax_loss.get_legend().get_texts()]
+    assert plotting.figure_problems(fig) == []
     assert fig._repr_png_()[:8] == PNG
 
 
@@ -82,7 +83,9 @@ def test_monitor_plot_and_histograms():
     assert len(fig.axes[0].get_lines()) == len(relu_layers)
     assert fig.axes[2].get_yscale() == "log"
     assert fig._repr_png_()[:8] == PNG
+    assert plotting.figure_problems(fig) == []
     hist = monitor.plot_histograms("act")
+    assert plotting.figure_problems(hist) == []
     shown = [ax for ax in hist.axes if ax.axison]
     assert [ax.get_title().split("\n")[0] for ax in shown] == [plotting.layer_label(monitor, n)
                                                                 for n in monitor.layer_names]
@@ -119,3 +122,28 @@ def test_study_result_html_embeds_figures_and_verdicts(tmp_path):
         assert ">PASS<" in page and ">FAIL<" in page and html.escape("trainlab experiment demo") in page
         assert "<style>" in page and all(line.startswith(".trainlab-study") or not line.strip()
                                          for line in page.split("<style>")[1].split("</style>")[0].splitlines())
+
+
+def test_figure_problems_names_each_breach():
+    with plotting.style():
+        fig, (bare, tiny, good) = plotting.figure(1, 3)
+    bare.plot([1, 2, 3], [1.0, 30.0, 900.0])                      # no labels; linear over three decades
+    tiny.plot([1, 2], [1, 2])
+    tiny.set(xlabel="x", ylabel="y")
+    tiny.set_title("small", fontsize=plotting.MIN_FONT_SIZE - 2)
+    good.plot([-1, 1], [0.01, 100.0])                              # log y, negative x: nothing to say
+    good.set(xlabel="x", ylabel="y", yscale="log")
+    problems = plotting.figure_problems(fig)
+    assert problems == ["panel 0 (untitled): the x axis has no label", "panel 0 (untitled): the y axis has no label",
+                        "panel 0 (untitled): the y axis is linear but its values span 3.0 decades",
+                        f"text 'small' is {plotting.MIN_FONT_SIZE - 2:g} pt (< {plotting.MIN_FONT_SIZE:g})"]
+    bare.set(xlabel="x", ylabel="y", yscale="log")
+    tiny.title.set_fontsize(plotting.MIN_FONT_SIZE)
+    assert plotting.figure_problems(fig) == []
+
+
+def test_series_keeps_the_momentum_family_apart():
+    looks = [plotting.series(n) for n in ("sgd", "momentum", "nesterov")]
+    assert len({lk["color"] for lk in looks}) == 3
+    assert len({str(lk["linestyle"]) for lk in looks}) == 3 and len({lk["marker"] for lk in looks}) == 3
+    assert plotting.series("he", lw=3)["lw"] == 3 and "marker" not in plotting.series("unknown")

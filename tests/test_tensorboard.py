@@ -126,6 +126,18 @@ def test_monitor_without_histograms_still_gives_update_ratios(tmp_path):
     assert "_hparams_/session_start_info" not in _hparams_events(tmp_path / "run-a")
 
 
+def test_a_monitor_that_drops_old_records_is_still_written_in_full(tmp_path):
+    rng = np.random.default_rng(0)
+    x, y = _data(rng)
+    model = models.mlp(12, [8], 4, rng=np.random.default_rng(1))
+    monitor = Monitor(model, every=2, histograms=True, max_records=1)
+    Trainer(model, optim.SGD(model.parameters(), lr=0.1), nn.CrossEntropyLoss(), monitor=monitor,
+            callbacks=[TensorBoard(tmp_path)], log=None, progress=False).fit((x, y), None, epochs=1, batch_size=32,
+                                                                             rng=rng)
+    assert len(monitor.steps) == 1
+    assert [e.step for e in _reader(tmp_path).Histograms("activation/0.Linear")] == [0, 2, 4]
+
+
 def test_diagnosis_text_carries_the_findings(tmp_path):
     rng = np.random.default_rng(0)
     x, y = _data(rng)
@@ -162,6 +174,54 @@ def test_sweep_trials_share_one_log_dir_and_compare_in_hparams(tmp_path):
     assert lrs == [0.01, 0.1]
 
 
+SWEEP = """
+[sweep]
+name = "tb"
+[model]
+hidden = [8]
+[optimizer]
+name = "sgd"
+[train]
+epochs = 1
+batch_size = 128
+monitor_every = 5
+{tensorboard}
+[grid]
+"optimizer.lr" = [0.05, 0.5]
+"""
+
+
+def test_sweep_logs_every_trial_under_one_log_dir(tmp_path, capsys):
+    from tensorboard.backend.event_processing.plugin_event_multiplexer import EventMultiplexer
+
+    from trainlab.trials import sweep as sw
+
+    path = tmp_path / "s.toml"
+    path.write_text(SWEEP.format(tensorboard="tensorboard = true"))
+    out = tmp_path / "out"
+    assert main(["sweep", str(path), "--out", str(out), "--workers", "0", "--quiet"]) == 0
+    assert f"tensorboard --logdir {out / 'tb'}" in capsys.readouterr().out
+    sweep = sw.load_sweep(path)
+    ids = [t.id for t in sweep.trials]
+    multiplexer = EventMultiplexer()
+    multiplexer.AddRunsFromDirectory(str(out / "tb"))
+    multiplexer.Reload()
+    assert sorted(multiplexer.Runs()) == sorted(ids)
+    for trial in sweep.trials:
+        run_dir = out / "tb" / trial.id
+        hp = _hparams_events(run_dir)["_hparams_/session_start_info"][0].session_start_info.hparams
+        assert hp["optimizer.lr"].number_value == trial.assignment["optimizer.lr"]
+        acc = _reader(run_dir)
+        assert "activation/0.Linear" in acc.Tags()["histograms"]
+        curve = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+        assert [e.value for e in acc.Scalars("loss/val")] == [np.float32(r["val_loss"]) for r in curve]
+    path.write_text(SWEEP.format(tensorboard=""))              # logging is not part of a trial's identity
+    assert [t.id for t in sw.load_sweep(path).trials] == ids
+    path.write_text(SWEEP.format(tensorboard="") + '"train.tensorboard" = [false, true]\n')
+    with pytest.raises(sw.SweepError, match="not a search dimension"):
+        sw.load_sweep(path)
+
+
 def _small_config(tmp_path, **train):
     return validate({"run": {"name": "r", "seed": 3, "out": str(tmp_path)}, "data": {"name": "digits"},
                      "model": {"hidden": [16]}, "optimizer": {"name": "sgd", "lr": 0.05},
@@ -187,6 +247,16 @@ def test_run_folder_tb_and_resume_continues_without_a_fold(tmp_path):
     assert [e.value for e in after.Scalars("loss/train")] == [np.float32(r["train_loss"]) for r in rows]
     hist_steps = [e.step for e in after.Histograms("activation/0.Linear")]
     assert hist_steps == sorted(set(hist_steps)) and hist_steps[0] == 0 and hist_steps[-1] <= ends[-1]
+
+
+def test_a_second_writer_in_the_same_second_keeps_the_first_file(tmp_path):
+    for step in (0, 1):
+        board = TensorBoard(tmp_path, background=False).open(purge_step=step or None)
+        board.writer.add_scalar("x", float(step), step)
+        board.close()
+    files = sorted(tmp_path.glob("events.out.tfevents.*"))
+    assert len(files) == 2
+    assert [e.step for e in _reader(tmp_path).Scalars("x")] == [0, 1]
 
 
 def test_cli_flag_and_config_key(tmp_path, capsys):

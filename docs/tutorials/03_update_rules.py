@@ -87,8 +87,10 @@ print("by hand", w, " trainlab", ours[-1], " difference", np.abs(w - ours[-1]).m
 #
 # $$v \leftarrow \mu v - \alpha \frac{\partial L}{\partial w} \qquad w \leftarrow w + v$$
 #
-# `optim.Momentum` is `SGD(momentum=0.9)` in exactly this *velocity* form; its kernel is
-# `functional.sgd`, which we call directly here too.
+# `optim.Momentum` is `SGD(momentum=0.9)`. By default it keeps PyTorch's form of the same
+# rule (a buffer $b \leftarrow \mu b + g$, then $w \leftarrow w - \alpha b$, which is the
+# same path while $\alpha$ is constant); `momentum_form="velocity"` is exactly the formula
+# above. Its kernel is `functional.sgd`, which we call directly here too.
 
 # %%
 mu = 0.9
@@ -96,10 +98,11 @@ w, v = np.array(start), np.zeros(2)
 for _ in range(steps):
     v = mu * v - lr * valley_grad(w)
     w = w + v
-ours = by_trainlab(lambda p: optim.Momentum(p, lr=lr, momentum=mu), valley_grad, start, steps)
+ours = by_trainlab(lambda p: optim.Momentum(p, lr=lr, momentum=mu, momentum_form="velocity"), valley_grad,
+                   start, steps)
 kernel_w, kernel_v = np.array(start), np.zeros(2)
 for _ in range(steps):
-    functional.sgd(kernel_w, valley_grad(kernel_w), kernel_v, lr=lr, momentum=mu)
+    functional.sgd(kernel_w, valley_grad(kernel_w), kernel_v, lr=lr, momentum=mu, momentum_form="velocity")
 print("by hand", w, " trainlab", ours[-1], " kernel", kernel_w)
 print("largest difference:", max(np.abs(w - ours[-1]).max(), np.abs(w - kernel_w).max()))
 
@@ -117,7 +120,8 @@ for _ in range(steps):
     g = valley_grad(w)
     v = mu * v - lr * g
     w = w + mu * v - lr * g
-ours = by_trainlab(lambda p: optim.Nesterov(p, lr=lr, momentum=mu), valley_grad, start, steps)
+ours = by_trainlab(lambda p: optim.Nesterov(p, lr=lr, momentum=mu, momentum_form="velocity"), valley_grad,
+                   start, steps)
 print("by hand", w, " trainlab", ours[-1], " difference", np.abs(w - ours[-1]).max())
 
 # %% [markdown]
@@ -247,11 +251,12 @@ with plotting.style():
         ax.contour(gx, gy, z if f_min is None else np.log1p(z), levels=15, colors="#bbbbbb", linewidths=0.7)
         for rule, lr in LR[name].items():
             path = by_trainlab(RULES[rule](lr), grad, w0, STEPS[name])
-            ax.plot(path[:, 0], path[:, 1], "-", color=plotting.color(rule), lw=1.6, label=rule)
+            # plotting.series: the rule's colour, line style and marker, as in every trainlab figure,
+            # so that momentum and Nesterov stay apart where their paths coincide
             every = STEPS[name] // 10
-            ax.plot(path[::every, 0], path[::every, 1], "o", color=plotting.color(rule), ms=3.5)
+            ax.plot(path[:, 0], path[:, 1], **plotting.series(rule, lw=1.6, ms=4, markevery=every), label=rule)
             progress = f(path.T) - f_min if f_min is not None else np.abs(path[:, 1])
-            ax_steps.semilogy(progress, color=plotting.color(rule))
+            ax_steps.semilogy(progress, **plotting.series(rule, marker=None))
         ax.plot(*w0, "k*", ms=12)
         ax.set(xlim=xlim, ylim=ylim, xlabel="x", ylabel="y", title=TITLES[name])
         ax.grid(False)

@@ -1,4 +1,4 @@
-"""The ``trainlab`` command line: demo, train, evaluate, depth (and the lab's commands).
+"""The ``trainlab`` command line: demo, train, evaluate, depth, and the lab's experiment, sweep, report, bench.
 
 Every error ends in one line on stderr, ``trainlab: error: ...`` (with a hint where one
 exists), and an exit status: :data:`EXIT_USAGE` (2) for a wrong command line or bad input
@@ -123,17 +123,73 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _executor(args: argparse.Namespace, log_path: Path | None = None, log_root: Path | None = None):
+    """The executor that --workers / --dask-local / --scheduler (and --threads, --retries) name."""
+    from trainlab.trials import make_executor
+
+    return make_executor(workers=args.workers, dask_local=args.dask_local, scheduler=args.scheduler,
+                         threads=getattr(args, "threads", 1), retries=args.retries, log_path=log_path,
+                         log_root=log_root)
+
+
+def _rerun_command() -> str:
+    return " ".join(["trainlab", *sys.argv[1:]])
+
+
+def _interrupted(folder: Path) -> KeyboardInterrupt:
+    return KeyboardInterrupt(f"interrupted; every finished trial is recorded in {folder / 'results.jsonl'}: "
+                             f"run the same command again to continue ({_rerun_command()})")
+
+
 def _cmd_experiment(args: argparse.Namespace) -> int:
     from trainlab import experiments
+    from trainlab.experiments.common import trials_folder
 
     experiments.get(args.name)          # an unknown name fails here, before any work
-    result = experiments.run(args.name, quick=args.quick, out=args.out,
-                             seeds=tuple(args.seeds) if args.seeds else None)
+    folder = trials_folder(args.out, args.name, args.quick)
+    executor = _executor(args, folder / "workers.log")
+    try:
+        result = experiments.run(args.name, quick=args.quick, out=args.out,
+                                 seeds=tuple(args.seeds) if args.seeds else None, executor=executor,
+                                 extend=args.extend, progress=not args.quiet)
+    except KeyboardInterrupt:
+        raise _interrupted(folder) from None
     print(f"{result.title} ({result.seconds:.1f}s)")
     for v in result.verdicts:
         print(f"  {v}")
     print(f"report: {Path(args.out) / 'report.html'}")
     return 0 if result.passed else 1
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from trainlab import trials
+    from trainlab.sweep_report import write_sweep_html
+    from trainlab.trials import sweep as sw
+
+    sweep = sw.load_sweep(args.file)
+    folder = Path(args.out) if args.out else Path("sweeps") / sweep.name
+    if args.dry_run:
+        print(sw.dry_run(sweep, folder))
+        return 0
+    if sweep.tensorboard:
+        from trainlab.tensorboard import _import_tensorboardx
+
+        _import_tensorboardx()    # without the extra: the ImportError that says how to install it, before any trial
+    executor = _executor(args, folder / "workers.log", log_root=folder / "tb" if sweep.tensorboard else None)
+    try:
+        results = trials.run(sweep.plan(), folder, executor=executor, extend=args.extend, progress=not args.quiet,
+                             labels=[t.label() for t in sweep.trials])
+    except KeyboardInterrupt:
+        raise _interrupted(folder) from None
+    table = sw.rows(sweep, dict(results))
+    csv_path = sw.write_csv(sweep, table, folder / sw.CSV_NAME)
+    html_path = write_sweep_html(sweep, table, folder, command=_rerun_command())
+    print(sw.summary(sweep, table))
+    print(f"results: {folder / 'results.jsonl'}, {csv_path}, {html_path}")
+    if sweep.tensorboard:
+        print(f"tensorboard --logdir {folder / 'tb'}")
+    bad = sum(r["status"] in ("failed", "killed") for r in table)
+    return EXIT_FAILURE if bad else 0
 
 
 def _cmd_report(args: argparse.Namespace) -> int:
@@ -159,13 +215,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     return bench_main(rest[1:] if rest[:1] == ["--"] else rest)
 
 
+def _executor_options(p: argparse.ArgumentParser) -> None:
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=_count(0), metavar="N",
+                       help="local worker processes (default: one per core; 0: serially in this process)")
+    where.add_argument("--dask-local", type=_count(1), metavar="N",
+                       help="start a Dask LocalCluster of N worker processes (needs trainlab[dask])")
+    where.add_argument("--scheduler", metavar="ADDRESS",
+                       help="run on the Dask cluster at ADDRESS, e.g. tcp://10.0.0.5:8786 (needs trainlab[dask])")
+    p.add_argument("--retries", type=_count(0), default=2,
+                   help="runs again a trial whose worker died this many times, then records it as killed "
+                        "(default 2)")
+    p.add_argument("--extend", action="store_true",
+                   help="accept a changed grid/seeds: keep the finished trials that still belong, run the new ones")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="trainlab", formatter_class=RAW,
         description="Initialization, batch normalization and update rules: exact, fast and visible.",
         epilog="examples:\n  trainlab demo\n  trainlab train --config examples/mlp.toml --set optimizer.lr=0.01\n"
                "  trainlab evaluate runs/demo\n  trainlab depth\n  trainlab experiment init-depth --quick\n"
-               "  trainlab report lab\n  trainlab bench\n\n"
+               "  trainlab report lab\n  trainlab sweep examples/lr_batchnorm_sweep.toml\n  trainlab bench\n\n"
                "run 'trainlab COMMAND --help' for each command's options\n"
                "exit status: 0 ok, 1 failure at run time, 2 usage or input error, 130 Ctrl-C")
     parser.add_argument("--debug", action="store_true", help="on an error, print the traceback too")
@@ -226,12 +298,33 @@ def build_parser() -> argparse.ArgumentParser:
                                    "studies: init-depth, init-train, depth-30, batchnorm, optimizers",
                        epilog="examples:\n  trainlab experiment init-depth\n"
                               "  trainlab experiment batchnorm --quick --out /tmp/lab\n"
-                              "  trainlab experiment optimizers --seeds 0 1 2")
+                              "  trainlab experiment optimizers --seeds 0 1 2\n"
+                              "  trainlab experiment batchnorm --workers 2\n"
+                              "  trainlab experiment init-train --seeds 0 1 2 3 4 --extend")
     p.add_argument("name", help="init-depth | init-train | depth-30 | batchnorm | optimizers")
     p.add_argument("--quick", action="store_true", help="the small size used in CI")
     p.add_argument("--out", type=Path, default=Path("lab"), help="output folder (default lab)")
     p.add_argument("--seeds", type=_count(0), nargs="+", help="override the study's fixed seeds")
+    _executor_options(p)
     p.set_defaults(func=_cmd_experiment)
+
+    p = sub.add_parser("sweep", help="run a grid / random search of train configs (local processes or Dask)",
+                       formatter_class=RAW,
+                       description="Run every trial of a sweep file: a base config (as for trainlab train) with "
+                                   "[grid] and [random] keys\nand seeds/repeats. Results are appended to "
+                                   "results.jsonl as each trial finishes; rerunning\nskips finished trials. "
+                                   "Writes results.csv and sweep.html, and prints the best configurations.",
+                       epilog="examples:\n  trainlab sweep examples/lr_batchnorm_sweep.toml --dry-run\n"
+                              "  trainlab sweep examples/lr_batchnorm_sweep.toml --workers 2\n"
+                              "  trainlab sweep examples/init_activation_depth_sweep.toml --dask-local 2\n"
+                              "  trainlab sweep my.toml --scheduler tcp://10.0.0.5:8786 --out sweeps/my")
+    p.add_argument("file", type=Path, help="the sweep file (TOML; see examples/*sweep*.toml)")
+    p.add_argument("--out", type=Path, help="output folder (default sweeps/<name>)")
+    p.add_argument("--dry-run", action="store_true", help="list the trials (and which are done) and exit")
+    p.add_argument("--threads", type=_count(1), default=1,
+                   help="BLAS/OpenMP/Numba threads per trial (default 1; workers x threads <= cores)")
+    _executor_options(p)
+    p.set_defaults(func=_cmd_sweep)
 
     p = sub.add_parser("report", help="build report.html from study results", formatter_class=RAW,
                        description="Collect the <study>.json results of one or more folders into a "
@@ -275,6 +368,7 @@ def _describe(exc: BaseException) -> tuple[int, str]:
     """The exit status and the one-line message for an exception that ended a command."""
     from trainlab.data import DownloadError
     from trainlab.train import TrainingDiverged
+    from trainlab.trials.engine import EngineError
 
     notes = [str(n) for n in getattr(exc, "__notes__", ())]
     message = "; ".join(filter(None, [_one_line(str(exc)), *map(_one_line, notes)]))
@@ -288,6 +382,8 @@ def _describe(exc: BaseException) -> tuple[int, str]:
         return EXIT_FAILURE, "out of memory" + (f" ({message})" if message else "") + \
             "; try a smaller model.hidden / model.channels or train.batch_size"
     if isinstance(exc, DownloadError):               # a DataError and an OSError: a failure at run time
+        return EXIT_FAILURE, message
+    if isinstance(exc, EngineError):                 # trials that failed or were killed, workers that cannot start
         return EXIT_FAILURE, message
     if isinstance(exc, (ValueError, TypeError)):    # ConfigError, RunError, CheckpointError, the data errors
         return EXIT_USAGE, message or type(exc).__name__

@@ -8,7 +8,13 @@ pixels tall in a browser, a report or a notebook, whatever the panel count.
 
 Colours come from Okabe & Ito's colour-blind-safe palette; a name that recurs across
 figures (``"train"``, ``"val"``, ``"he"``, ``"adam"``, ...) always gets the same colour
-(:func:`color`).
+(:func:`color`), and with it a line style and a marker (:func:`series`), so that lines stay
+apart where they overlap or where colour is lost (a greyscale print, colour blindness).
+
+A figure reads well at a glance when every panel says what its axes are, no text is smaller
+than :data:`MIN_FONT_SIZE`, and an axis whose values span decades is logarithmic:
+:func:`figure_problems` lists the breaches of these rules, and the tests run it on every
+figure the studies and sweeps draw.
 
 Figures are :class:`matplotlib.figure.Figure` objects drawn by Agg outside pyplot (no
 global state is touched, nothing needs closing). The ones made by :func:`figure` also carry
@@ -31,12 +37,14 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-__all__ = ["RC", "DPI", "MAX_WIDTH", "PALETTE", "COLORS", "color", "style", "styled", "figure", "png_bytes",
-           "save_png", "log_scale_if_wide", "mark_best", "legend", "history_figure", "monitor_figure",
-           "histogram_figure", "layer_label"]
+__all__ = ["RC", "DPI", "MAX_WIDTH", "MIN_FONT_SIZE", "PALETTE", "COLORS", "LINESTYLES", "MARKERS", "color",
+           "series", "style", "styled", "figure", "png_bytes", "save_png", "log_scale_if_wide",
+           "label_minor_log_ticks", "mark_best", "legend", "figure_legend", "figure_problems", "history_figure",
+           "monitor_figure", "histogram_figure", "layer_label"]
 
 DPI = 100          #: pixels per inch of saved figures
 MAX_WIDTH = 12.0   #: inches; with DPI the widest figure is 1200 px, shown unscaled in the HTML report
+MIN_FONT_SIZE = 9  #: points; the smallest text a figure may hold (about 12 px at DPI)
 
 #: the matplotlib settings every figure is drawn with (see :func:`style`)
 RC: dict[str, Any] = {
@@ -84,6 +92,21 @@ COLORS: dict[str, str] = {
     "reference": "#777777",
 }
 
+#: line styles of recurring names: members of one family (the momentum rules, the adaptive
+#: rules) differ in style as well as colour, so that paths which coincide stay apart
+LINESTYLES: dict[str, Any] = {
+    "sgd": "-", "momentum": "--", "nesterov": ":", "adagrad": "-", "rmsprop": "--", "adam": "-.",
+    "adam_seed": (0, (1, 1.5)),
+}
+
+#: markers of recurring names (end points, sampled points, legend handles)
+MARKERS: dict[str, str] = {
+    "train": "o", "val": "s", "test": "^",
+    "small_random": "v", "xavier": "s", "he": "o", "normal": "D",
+    "sgd": "o", "momentum": "s", "nesterov": "^", "adagrad": "D", "rmsprop": "v", "adam": "P", "adam_seed": "X",
+    "bn": "o", "no_bn": "s", "dropout": "^",
+}
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 
@@ -96,6 +119,16 @@ def _rc() -> dict[str, Any]:
 def color(name: str, default: str | None = None) -> str:
     """The colour of a recurring name (``"val"``, ``"he"``, ``"adam"``...); ``default`` or grey otherwise."""
     return COLORS.get(name, default or "#777777")
+
+
+def series(name: str, **overrides: Any) -> dict[str, Any]:
+    """Keyword arguments for ``ax.plot`` that draw the recurring name ``name`` as everywhere else:
+    ``color``, ``linestyle`` (solid unless :data:`LINESTYLES` says otherwise) and ``marker``
+    (:data:`MARKERS`; none for an unknown name); ``overrides`` win."""
+    look: dict[str, Any] = {"color": color(name), "linestyle": LINESTYLES.get(name, "-")}
+    if name in MARKERS:
+        look["marker"] = MARKERS[name]
+    return {**look, **overrides}
 
 
 @contextmanager
@@ -140,20 +173,24 @@ def _figure_class() -> type:
 
 
 def figure(nrows: int = 1, ncols: int = 1, *, figsize: tuple[float, float] | None = None,
-           squeeze: bool = True, **subplots: Any) -> tuple[Any, Any]:
+           squeeze: bool = True, layout: str | None = None, **subplots: Any) -> tuple[Any, Any]:
     """``(figure, axes)``: a Figure drawn by Agg outside pyplot, in trainlab's style.
 
     Call it inside :func:`style` (or a :func:`styled` function) so that the axes get the
     style too. ``figsize`` defaults to 4 inches a column (at most :data:`MAX_WIDTH`) by 3.4 a
-    row; other keyword arguments go to :meth:`Figure.subplots`.
+    row; ``layout="constrained"`` lets matplotlib place the panels, titles and legends outside
+    the axes (``fig.legend(loc="outside lower center")``); with ``nrows=0`` no axes are made
+    (for subfigures); other keyword arguments go to :meth:`Figure.subplots`.
     """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
     if figsize is None:
-        figsize = (min(MAX_WIDTH, 4.0 * ncols), 3.4 * nrows)
-    fig = _figure_class()(figsize=figsize, dpi=DPI)
+        figsize = (min(MAX_WIDTH, 4.0 * ncols), 3.4 * max(nrows, 1))
+    if figsize[0] > MAX_WIDTH:
+        raise ValueError(f"figure: figsize width {figsize[0]} in is wider than MAX_WIDTH ({MAX_WIDTH} in)")
+    fig = _figure_class()(figsize=figsize, dpi=DPI, layout=layout)
     FigureCanvasAgg(fig)
-    axes = fig.subplots(nrows, ncols, squeeze=squeeze, **subplots)
+    axes = fig.subplots(nrows, ncols, squeeze=squeeze, **subplots) if nrows else None
     return fig, axes
 
 
@@ -174,13 +211,29 @@ def save_png(fig: Any, path: str | Path, dpi: int = DPI) -> Path:
 
 def log_scale_if_wide(ax: Any, values: Sequence[float] | np.ndarray, axis: str = "y", decades: float = 1.0) -> bool:
     """Put ``axis`` on a log scale when the finite ``values`` are positive and span at least
-    ``decades`` powers of ten (max/min >= 10**decades); returns whether it did."""
+    ``decades`` powers of ten (max/min >= 10**decades); returns whether it did.
+
+    Where the values span less than three decades the minor ticks at 2 and 5 are labelled
+    too, so the axis can be read between its powers of ten.
+    """
     v = np.asarray(values, dtype=np.float64).reshape(-1)
     v = v[np.isfinite(v)]
     if v.size < 2 or v.min() <= 0 or v.max() / v.min() < 10.0 ** decades:
         return False
     (ax.set_yscale if axis == "y" else ax.set_xscale)("log")
+    if v.max() / v.min() < 1e3:
+        label_minor_log_ticks(ax, axis)
     return True
+
+
+def label_minor_log_ticks(ax: Any, axis: str = "y") -> None:
+    """Label the minor ticks at 2 and 5 times each power of ten of a log ``axis`` ("0.2", "5")."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    target = ax.yaxis if axis == "y" else ax.xaxis
+    target.set_minor_locator(LogLocator(base=10, subs=(2.0, 5.0)))
+    target.set_minor_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
+    target.set_major_formatter(FuncFormatter(lambda value, _: f"{value:.3g}"))
 
 
 def mark_best(axes: Sequence[Any], x: float, label: str) -> None:
@@ -195,6 +248,91 @@ def legend(ax: Any, **kwargs: Any) -> Any:
     if not handles:
         return None
     return ax.legend(**{"loc": "best", **kwargs})
+
+
+def figure_legend(fig: Any, handles: Sequence[Any], labels: Sequence[str] | None = None, *, ncols: int | None = None,
+                  loc: str = "outside lower center", **kwargs: Any) -> Any:
+    """One legend for every panel of a constrained-layout figure, outside the panels
+    (below them by default), in at most ``ncols`` columns (default: all in one row, at most 7)."""
+    labels = [h.get_label() for h in handles] if labels is None else list(labels)
+    return fig.legend(handles, labels, loc=loc, ncols=ncols or min(len(handles), 7) or 1, **kwargs)
+
+
+def _texts(fig: Any) -> Iterator[Any]:
+    from matplotlib.text import Text
+
+    for artist in fig.findobj(Text):
+        if artist.get_visible() and artist.get_text().strip() and artist.get_figure() is not None:
+            yield artist
+
+
+def _has_label(ax: Any, which: str) -> bool:
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    if axis.get_label_text().strip():
+        return True
+    shared = ax.get_shared_x_axes() if which == "x" else ax.get_shared_y_axes()
+    if any((s.xaxis if which == "x" else s.yaxis).get_label_text().strip() for s in shared.get_siblings(ax)):
+        return True
+    holder = ax.get_figure(root=False)
+    while True:                  # a supxlabel / supylabel of the (sub)figure holding the axes, or above
+        if (holder.get_supxlabel() if which == "x" else holder.get_supylabel()).strip():
+            return True
+        parent = holder.get_figure(root=False)
+        if parent is holder:
+            return False
+        holder = parent
+
+
+def _ticked(ax: Any, which: str) -> bool:
+    """Whether the axis shows tick labels (an axis with none is deliberately unlabelled: a histogram's counts)."""
+    axis = ax.xaxis if which == "x" else ax.yaxis
+    return axis.get_visible() and any(t.get_visible() and t.get_text().strip() for t in axis.get_ticklabels())
+
+
+def figure_problems(fig: Any, *, min_font: float = MIN_FONT_SIZE, decades: float = 2.0) -> list[str]:
+    """What keeps a figure from reading at a glance, one line each (empty: nothing).
+
+    * a panel that draws data but leaves an axis with tick labels unnamed (no axis label, none on
+      an axis it shares, no ``supxlabel``/``supylabel`` of its figure);
+    * text (titles, labels, ticks, legends, annotations) smaller than ``min_font`` points;
+    * a linear axis whose lines are all positive and span ``decades`` powers of ten or more
+      (unless the axis shows a stretch of negative values on purpose, as coordinates do).
+
+    The figure is drawn first (tick labels exist only then).
+    """
+    from matplotlib.collections import Collection
+    from matplotlib.image import AxesImage
+
+    fig.canvas.draw()
+    problems = []
+    for i, ax in enumerate(fig.get_axes()):
+        if not ax.axison or not ax.get_visible():
+            continue
+        name = f"panel {i} ({ax.get_title() or ax.get_label() or 'untitled'})"
+        draws = bool(ax.lines or any(isinstance(c, (Collection, AxesImage)) for c in ax.get_children())
+                     or ax.patches)
+        if not draws or ax.get_label() == "<colorbar>":
+            continue
+        for which in ("x", "y"):
+            if _ticked(ax, which) and not _has_label(ax, which):
+                problems.append(f"{name}: the {which} axis has no label")
+        for which in ("x", "y"):
+            if (ax.get_xscale() if which == "x" else ax.get_yscale()) != "linear":
+                continue
+            data = [np.asarray(line.get_xdata() if which == "x" else line.get_ydata(), dtype=np.float64)
+                    for line in ax.lines if len(line.get_xdata()) > 1]
+            values = np.concatenate(data) if data else np.array([])
+            values = values[np.isfinite(values)]
+            lo, hi = ax.get_xlim() if which == "x" else ax.get_ylim()
+            if min(lo, hi) < -0.1 * abs(hi - lo):
+                continue         # the axis shows negative values on purpose (coordinates, not magnitudes)
+            if values.size > 1 and values.min() > 0 and values.max() / values.min() >= 10.0 ** decades:
+                problems.append(f"{name}: the {which} axis is linear but its values span "
+                                f"{math.log10(values.max() / values.min()):.1f} decades")
+    for text in _texts(fig):
+        if text.get_fontsize() < min_font - 1e-9:
+            problems.append(f"text {text.get_text()[:40]!r} is {text.get_fontsize():g} pt (< {min_font:g})")
+    return problems
 
 
 # ---------------------------------------------------------------------- run curves
@@ -304,7 +442,7 @@ def _profile(ax: Any, monitor: Any, names: list[str], labels: dict[str, str], co
         idx = [i for i, n in enumerate(names) if stat in last.layers.get(n, {})]
         vals = np.asarray([last.layers[names[i]][stat] for i in idx], dtype=np.float64)
         if idx:
-            ax.plot(idx, _positive(vals), "o-", color=color(key), label=label)
+            ax.plot(idx, _positive(vals), **series(key), label=label)
             profile.append(vals)
     if profile:
         log_scale_if_wide(ax, np.concatenate(profile))
@@ -314,7 +452,7 @@ def _profile(ax: Any, monitor: Any, names: list[str], labels: dict[str, str], co
     for tick, name in zip(ax.set_xticklabels([labels[n] for n in ticked], rotation=40, ha="right"),
                           ticked, strict=True):
         tick.set_color(colors[name])
-    ax.set(ylabel="std", title=f"{prefix}by layer at step {last.step}")
+    ax.set(xlabel="layer", ylabel="std", title=f"{prefix}by layer at step {last.step}")
     legend(ax)
 
 
@@ -442,5 +580,7 @@ def histogram_figure(monitor: Any, what: str = "act", step: int | None = None, *
         ax.set_axis_off()
     names = {"act": "activations", "grad": "gradients at the layer outputs"}
     fig.suptitle(f"{names.get(what, what)} at step {record.step}")
+    fig.supxlabel(f"value of the {names.get(what, what)} (the axis spans each layer's range)",
+                  fontsize=RC["axes.labelsize"])
     fig.tight_layout()
     return fig

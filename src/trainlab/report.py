@@ -33,7 +33,8 @@ from typing import Any
 from trainlab.checkpoint import atomic_write_bytes
 from trainlab.experiments.common import StudyResult, Table, Verdict
 
-__all__ = ["write_report", "render_html", "load_results", "main", "REPORT_NAME"]
+__all__ = ["write_report", "render_html", "load_results", "main", "REPORT_NAME", "page", "figure_html",
+           "table_html", "escape", "meta_line"]
 
 REPORT_NAME = "report.html"
 
@@ -80,8 +81,12 @@ footer { margin-top: 48px; color: #57606a; font-size: 0.85em; }
 
 
 # ---------------------------------------------------------------------- small helpers
-def _e(value: Any) -> str:
+def escape(value: Any) -> str:
+    """``str(value)`` escaped for HTML text and attributes."""
     return html.escape(str(value), quote=True)
+
+
+_e = escape
 
 
 def _fmt_number(value: Any) -> str:
@@ -176,7 +181,8 @@ def _verdict_table(rows: list[tuple[str | None, Verdict, str | None]], with_stud
     )
 
 
-def _table_html(table: Table) -> str:
+def table_html(table: Table) -> str:
+    """A :class:`Table` as a titled, scrollable HTML table (numbers right-aligned)."""
     head = "".join(f"<th>{_e(h)}</th>" for h in table.header)
     rows = []
     for row in table.rows:
@@ -211,29 +217,19 @@ def render_html(
         bases: folders in which relative figure paths are looked up, in order.
         generated: the date written in the header (default: now, UTC).
     """
-    from trainlab import __version__
-
     base_paths = [Path(b) for b in bases]
     ordered = _order(results)
     anchors = [_anchor(i, r.name) for i, r in enumerate(ordered)]
     verdict_rows = [(r.name, v, a) for r, a in zip(ordered, anchors, strict=True) for v in r.verdicts]
     n_pass = sum(v.passed for _, v, _ in verdict_rows)
     n_total = len(verdict_rows)
-    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
     all_pass = n_pass == n_total
     missing: list[str] = []
 
     parts = [
-        "<!DOCTYPE html>",
-        '<html lang="en"><head><meta charset="utf-8">',
-        '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        "<title>trainlab report</title>",
-        f"<style>{_CSS}</style>",
-        "</head><body>",
         "<header>",
         "<h1>trainlab report</h1>",
-        f'<p class="meta">trainlab {_e(__version__)} &middot; generated {_e(when)} &middot; '
-        f"Python {_e(platform.python_version())} &middot; {_e(platform.platform(terse=True))}</p>",
+        meta_line(generated),
         f'<p><span class="badge {"pass" if all_pass else "fail"}">{n_pass} of {n_total} claims pass</span> '
         f"in {len(ordered)} stud{'y' if len(ordered) == 1 else 'ies'}.</p>",
         "</header>",
@@ -270,28 +266,49 @@ def render_html(
                 _verdict_table([(None, v, None) for v in r.verdicts], with_study=False),
             ]
         for caption, path in r.figures.items():
-            uri, reason = _data_uri(path, base_paths)
-            if uri is None:
-                missing.append(f"{r.name}: {reason}")
-                parts.append(
-                    f'<figure><p class="missing">Figure missing ({_e(reason)})</p>'
-                    f"<figcaption>{_e(caption)}</figcaption></figure>"
-                )
-            else:
-                parts.append(
-                    f'<figure><img src="{uri}" alt="{_e(caption)}">'
-                    f"<figcaption>{_e(caption)}</figcaption></figure>"
-                )
+            parts.append(figure_html(caption, path, base_paths, missing, owner=r.name))
         for table in r.tables:
-            parts.append(_table_html(table))
+            parts.append(table_html(table))
         parts.append("</section>")
 
-    parts += [
+    parts.append(
         "<footer>Self-contained: the figures are embedded and nothing is loaded from a network. "
-        "The raw numbers are in each study's JSON file next to this report.</footer>",
-        "</body></html>",
+        "The raw numbers are in each study's JSON file next to this report.</footer>"
+    )
+    return page("trainlab report", parts), missing
+
+
+def meta_line(generated: datetime | None = None) -> str:
+    """trainlab version, date (UTC), Python and platform, as the report's header shows them."""
+    from trainlab import __version__
+
+    when = (generated or datetime.now(UTC)).strftime("%Y-%m-%d %H:%M UTC")
+    return (f'<p class="meta">trainlab {_e(__version__)} &middot; generated {_e(when)} &middot; '
+            f"Python {_e(platform.python_version())} &middot; {_e(platform.platform(terse=True))}</p>")
+
+
+def page(title: str, body: Sequence[str]) -> str:
+    """A complete, self-contained HTML document: the report's inline CSS, then ``body`` (HTML parts)."""
+    head = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{_e(title)}</title>",
+        f"<style>{_CSS}</style>",
+        "</head><body>",
     ]
-    return "\n".join(p for p in parts if p) + "\n", missing
+    return "\n".join(p for p in [*head, *body, "</body></html>"] if p) + "\n"
+
+
+def figure_html(caption: str, path: str | Path, bases: Sequence[Path], missing: list[str], owner: str = "") -> str:
+    """An embedded figure with its caption, or a visible "missing" note (appended to ``missing``)."""
+    uri, reason = _data_uri(path, bases)
+    if uri is None:
+        missing.append(f"{owner}: {reason}" if owner else reason)
+        return (f'<figure><p class="missing">Figure missing ({_e(reason)})</p>'
+                f"<figcaption>{_e(caption)}</figcaption></figure>")
+    return f'<figure><img src="{uri}" alt="{_e(caption)}"><figcaption>{_e(caption)}</figcaption></figure>'
+
 
 
 def _is_quick(r: StudyResult) -> bool:

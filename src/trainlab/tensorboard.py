@@ -125,11 +125,13 @@ class _Worker:
     """Runs submitted calls in order, in one background thread (or at once when not ``background``).
 
     The first exception a call raises is kept and raised again by the next :meth:`submit`
-    or by :meth:`close`, so a failing write is never silent.
+    or by :meth:`close`, so a failing write is never silent. ``busy`` adds up the CPU time
+    (of the thread that ran them) the calls took, in seconds.
     """
 
     def __init__(self, background: bool) -> None:
         self.background = background
+        self.busy = 0.0
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
         self._thread: threading.Thread | None = None
@@ -142,12 +144,17 @@ class _Worker:
             item = self._queue.get()
             if item is None:
                 return
-            fn, args = item
-            if self._error is None:
-                try:
-                    fn(*args)
-                except BaseException as exc:  # noqa: BLE001 - handed to the training thread
-                    self._error = exc
+            self._call(*item)
+
+    def _call(self, fn: Callable[..., Any], args: tuple[Any, ...]) -> None:
+        start = time.thread_time()
+        try:
+            fn(*args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the training thread
+            if self._error is None:    # the first failure is the one to report
+                self._error = exc
+        finally:
+            self.busy += time.thread_time() - start
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -157,7 +164,8 @@ class _Worker:
     def submit(self, fn: Callable[..., Any], *args: Any) -> None:
         self._raise()
         if self._thread is None:
-            fn(*args)
+            self._call(fn, args)
+            self._raise()
         else:
             self._queue.put((fn, args))
 
@@ -219,7 +227,7 @@ class TensorBoard(Callback):
         self.flush_secs = float(flush_secs)
         self.writer: Any = None          # tensorboardX.SummaryWriter while open
         self._worker: _Worker | None = None
-        self._written = 0                # monitor records already written
+        self._last: Any = None           # the last monitor record written
         self._tags: dict[str, str] = {}
         self._session_open = False
         _import_tensorboardx()           # fail at construction, not after the first epoch
@@ -235,8 +243,12 @@ class TensorBoard(Callback):
         if self.writer is None:
             tbx = _import_tensorboardx()
             self.run_dir.mkdir(parents=True, exist_ok=True)
+            # the file name holds the second it was opened in: a suffix in nanoseconds keeps a resume
+            # within the same second from overwriting the first file, and sorts after it (TensorBoard
+            # reads a folder's files in name order, so the purge applies to the earlier one)
             self.writer = tbx.SummaryWriter(str(self.run_dir), purge_step=purge_step or None, max_queue=1024,
-                                            flush_secs=max(1, math.ceil(self.flush_secs)))
+                                            flush_secs=max(1, math.ceil(self.flush_secs)),
+                                            filename_suffix=f".{time.time_ns()}")
             self._worker = _Worker(self.background)
             atexit.register(self._close_at_exit)    # after tensorboardX's own, so it runs before them
         return self
@@ -292,11 +304,18 @@ class TensorBoard(Callback):
 
     def on_step_end(self, trainer: Any, step: int, loss: float) -> None:
         monitor = self.monitor
-        if monitor is None or len(monitor.steps) <= self._written:
+        if monitor is None or not monitor.steps or monitor.steps[-1] is self._last:
             return
-        records, self._written = monitor.steps[self._written:], len(monitor.steps)
-        for record in records:
+        for record in self._new_records(monitor.steps):
             self._submit(self._write_record, record, float(loss) if record.step == step else None)
+        self._last = monitor.steps[-1]
+
+    def _new_records(self, steps: list[Any]) -> list[Any]:
+        """The records after the last one written (the monitor only appends, and may drop the oldest)."""
+        for i in range(len(steps) - 1, -1, -1):
+            if steps[i] is self._last:
+                return steps[i + 1:]
+        return list(steps)      # the last one written was dropped (max_records): every record kept is newer
 
     def on_epoch_end(self, trainer: Any, epoch: int, logs: dict[str, Any]) -> None:
         step = max(int(trainer.global_step) - 1, 0)
@@ -316,14 +335,15 @@ class TensorBoard(Callback):
         from tensorboardX import summary as tbs
         from tensorboardX.proto.summary_pb2 import Summary
 
-        values = []
+        values = []   # plain scalar values (what tensorboardX's scalar() makes, without its checks per call)
         if batch_loss is not None and math.isfinite(batch_loss):
-            values += tbs.scalar("loss/batch", batch_loss).value
+            values.append(Summary.Value(tag="loss/batch", simple_value=batch_loss))
         for layer, stats in record.layers.items():
             label = self._tags.get(layer, layer)
             for stat, v in stats.items():
                 if stat.endswith(".update_ratio") and math.isfinite(v):
-                    values += tbs.scalar(f"update_ratio/{label}.{stat[:-len('.update_ratio')]}", v).value
+                    values.append(Summary.Value(tag=f"update_ratio/{label}.{stat[:-len('.update_ratio')]}",
+                                                simple_value=v))
         if self.histograms and record.histograms:
             for layer, hists in record.histograms.items():
                 label = self._tags.get(layer, layer)

@@ -17,22 +17,26 @@ From Python::
     for v in result.verdicts:
         print(v)
 
-From the shell: ``trainlab experiment init-depth --quick --out lab``.
+From the shell: ``trainlab experiment init-depth --quick --out lab`` (``--workers N``,
+``--dask-local N`` or ``--scheduler ADDRESS`` choose where the trials run).
+
+Every study is a list of trials on :mod:`trainlab.trials` and an analysis of their records
+(see :mod:`trainlab.experiments.common`).
 """
 
 from __future__ import annotations
 
 import importlib
 import shlex
-import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from trainlab.experiments.common import StudyResult, Table, Verdict
 
 __all__ = ["STUDIES", "names", "get", "run", "command", "StudyResult", "Verdict", "Table"]
 
-#: study name -> module in this package defining ``run(*, quick, out, seeds) -> StudyResult``
+#: study name -> module in this package (its ``trials``, ``analyse`` and ``run``; see :mod:`.common`)
 STUDIES = {
     "init-depth": "init_depth",
     "init-train": "init_train",
@@ -66,21 +70,23 @@ def command(name: str, *, quick: bool = False, out: str | Path = "lab", seeds: t
 
 
 def run(name: str, *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
-        report: bool = True) -> StudyResult:
+        report: bool = True, executor: Any = None, extend: bool = False, progress: bool = False) -> StudyResult:
     """Run study ``name``, write ``<out>/<name>.json`` (and ``<out>/report.html``), return its result.
 
-    The result records the command that reproduces this very call (:func:`command`) and
-    ``numbers["quick"]``, so the report can say that a result is of the quick size.
+    The trials run on ``executor`` (default: serially in this process; see
+    :func:`trainlab.trials.make_executor`) and are recorded in ``<out>/trials/<name>``, so a
+    rerun skips the finished ones; other ``seeds`` than the recorded ones are refused unless
+    ``extend``. The result records the command that reproduces this very call (:func:`command`)
+    and ``numbers["quick"]``, so the report can say that a result is of the quick size.
     """
     study = get(name)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    kwargs = {"quick": quick, "out": out}
+    kwargs: dict[str, Any] = {"quick": quick, "out": out, "executor": executor, "extend": extend,
+                              "progress": progress}
     if seeds is not None:
         kwargs["seeds"] = tuple(seeds)
     result = study(**kwargs)
-    result.seconds = time.perf_counter() - start
     result.command = command(name, quick=quick, out=out, seeds=seeds)
     result.numbers["quick"] = bool(quick)
     result.save(out)

@@ -47,25 +47,27 @@ from __future__ import annotations
 
 import functools
 import math
-import time
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trainlab import data, init, models, nn, optim
+from trainlab import data, init, models, nn, optim, plotting
 from trainlab.experiments.common import (
     StudyResult,
     Table,
     Verdict,
-    blas_single_thread,
-    new_figure,
-    save_figure,
+    digits,
+    given_seeds,
+    run_study,
     verdict,
 )
+from trainlab.trials import Diverged, Results, make_spec
 
-__all__ = ["run", "DEFAULT_SEEDS", "QUICK_SEEDS"]
+__all__ = ["run", "trials", "analyse", "choose_seeds", "gradient_flow_trial", "lr_trial", "scale_trial",
+           "regularization_trial", "ioffe_trial", "DEFAULT_SEEDS", "QUICK_SEEDS"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
@@ -82,7 +84,6 @@ SCALE_LR = 1e-3               #: (c) Adam's learning rate (PyTorch's default), b
 DRIFT_RATIO_MIN = 2.0         #: (e) drift without BN >= this x drift with BN
 TARGET_ACCURACY = 0.9         #: (e) BN reaches this validation accuracy in fewer steps
 
-BN_COLOR, PLAIN_COLOR = "#d62728", "#1f77b4"
 
 #: what each part returns: its verdicts, a table, {caption: figure file name}, raw numbers
 PartResult = tuple[list[Verdict], Table, dict[str, str], dict[str, Any]]
@@ -110,8 +111,9 @@ QUICK = Config(lrs=tuple(np.logspace(-2, 1, 7)), lr_epochs=5, scales=tuple(np.lo
 
 
 
-def _color(bn: bool) -> str:
-    return BN_COLOR if bn else PLAIN_COLOR
+def _series(bn: bool, **overrides: Any) -> dict[str, Any]:
+    """How the arm with (``bn``) or without BatchNorm is drawn in every figure (the shared style)."""
+    return plotting.series("bn" if bn else "no_bn", **overrides)
 
 
 def _rms(a: np.ndarray) -> float:
@@ -154,20 +156,28 @@ def _fmt(v: float) -> str:
 
 
 # ------------------------------------------------------------------------- (a) gradient flow
-def _gradient_flow(splits: Any, seeds: tuple[int, ...], out: Path) -> PartResult:
+def gradient_flow_trial(params: dict, ctx: object) -> dict:
+    """(a) log10 RMS of each hidden layer's weight gradient at init: ``params = {activation, bn, seed}``."""
+    splits = digits()
     x, y = splits.train.x[:256], splits.train.y[:256]
     loss_fn = nn.CrossEntropyLoss()
+    model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation=params["activation"],
+                       batchnorm=params["bn"], rng=np.random.default_rng(params["seed"]))
+    loss_fn(model(x), y)
+    model.backward(loss_fn.backward())
+    hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]
+    return {"grad_log10_rms": [math.log10(_rms(m.weight.grad)) for m in hidden]}
+
+
+def _flow_spec(activation: str, bn: bool, seed: int) -> dict:
+    return make_spec(gradient_flow_trial, {"activation": activation, "bn": bn, "seed": seed})
+
+
+def _gradient_flow(records: Results, seeds: tuple[int, ...], out: Path) -> PartResult:
     logs: dict[tuple[str, bool], np.ndarray] = {}
     for activation in ("sigmoid", "tanh", "relu"):
         for bn in (False, True):
-            per_seed = []
-            for seed in seeds:
-                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation=activation, batchnorm=bn,
-                                   rng=np.random.default_rng(seed))
-                loss_fn(model(x), y)
-                model.backward(loss_fn.backward())
-                hidden = [m for m in model if isinstance(m, nn.Linear)][:-1]
-                per_seed.append([math.log10(_rms(m.weight.grad)) for m in hidden])
+            per_seed = [records.metrics(_flow_spec(activation, bn, seed))["grad_log10_rms"] for seed in seeds]
             logs[(activation, bn)] = np.mean(per_seed, axis=0)
 
     def attenuation(key: tuple[str, bool]) -> float:
@@ -192,41 +202,50 @@ def _gradient_flow(splits: Any, seeds: tuple[int, ...], out: Path) -> PartResult
                    + [f"{attenuation((a, bn)):.2f}"]
                    for a in ("sigmoid", "tanh", "relu") for bn in (False, True)])
 
-    fig = new_figure(figsize=(11, 3.3))
-    axes = fig.subplots(1, 3, sharey=True)
-    layers = np.arange(1, len(DEEP) + 1)
-    for ax, activation in zip(axes, ("sigmoid", "tanh", "relu"), strict=True):
-        for bn in (False, True):
-            ax.plot(layers, logs[(activation, bn)], "o-", ms=3, color=_color(bn), label=_label(bn))
-        ax.set_title(activation, fontsize=10)
-        ax.set_xlabel("hidden layer")
-        ax.set_xticks(layers)
-    axes[0].set_ylabel("log10 RMS of dL/dW")
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "batchnorm_gradient_flow.png"
-    save_figure(fig, path, dpi=90)
+    path = _gradient_figure(logs, out / "batchnorm_gradient_flow.png")
     numbers = {"grad_log10_rms": {f"{a}{'_bn' if bn else ''}": logs[(a, bn)] for a, bn in logs}}
     return [v], table, {"(a) Per-layer weight-gradient size at initialization": path.name}, numbers
 
 
+@plotting.styled
+def _gradient_figure(logs: dict[tuple[str, bool], list[float]], path: Path) -> Path:
+    fig, axes = plotting.figure(1, 3, figsize=(plotting.MAX_WIDTH, 3.9), sharey=True, layout="constrained")
+    layers = np.arange(1, len(DEEP) + 1)
+    for ax, activation in zip(axes, ("sigmoid", "tanh", "relu"), strict=True):
+        for bn in (False, True):
+            ax.semilogy(layers, 10.0 ** np.asarray(logs[(activation, bn)]), **_series(bn), label=_label(bn))
+        ax.set_title(activation)
+        ax.set_xlabel("hidden layer")
+        ax.set_xticks(layers)
+    axes[0].set_ylabel("RMS of dL/dW (log scale)")
+    plotting.figure_legend(fig, axes[0].lines)
+    return plotting.save_png(fig, path)
+
+
 # ------------------------------------------------------------------------- (b) learning rates
-def _lr_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+def lr_trial(params: dict, ctx: object) -> dict:
+    """(b) 10 x 100 ReLU, plain SGD: ``params = {bn, lr, seed, epochs}`` -> validation accuracy."""
+    splits = digits()
     x, y = splits.train
+    rng = np.random.default_rng(params["seed"])
+    model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation="relu", batchnorm=params["bn"], rng=rng)
+    # the lr is a NumPy float64, as the study has always passed it (np.logspace): under NumPy 2's promotion
+    # rules a float64 scalar makes some float32 updates compute in float64, and the published numbers keep that
+    lr = np.float64(params["lr"])
+    if not _train(model, optim.SGD(model.parameters(), lr=lr), x, y, epochs=params["epochs"], batch=BATCH, rng=rng):
+        raise Diverged(f"non-finite loss at lr {params['lr']:g}", {"val_accuracy": math.nan})
+    return {"val_accuracy": _accuracy(model, *splits.val)}
+
+
+def _lr_spec(bn: bool, lr: float, seed: int, cfg: Config) -> dict:
+    return make_spec(lr_trial, {"bn": bn, "lr": float(lr), "seed": seed, "epochs": cfg.lr_epochs})
+
+
+def _lr_sweep(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
     acc: dict[bool, np.ndarray] = {}
     for bn in (False, True):
-        rows = []
-        for lr in cfg.lrs:
-            per_seed = []
-            for seed in seeds:
-                rng = np.random.default_rng(seed)
-                model = models.mlp(x.shape[1], DEEP, splits.num_classes, activation="relu", batchnorm=bn,
-                                   rng=rng)
-                finite = _train(model, optim.SGD(model.parameters(), lr=lr), x, y, epochs=cfg.lr_epochs,
-                                batch=BATCH, rng=rng)
-                per_seed.append(_accuracy(model, *splits.val) if finite else math.nan)
-            rows.append(per_seed)
-        acc[bn] = np.array(rows)          # (lrs, seeds), NaN = diverged
+        acc[bn] = np.array([[records.metrics(_lr_spec(bn, lr, seed, cfg))["val_accuracy"] for seed in seeds]
+                            for lr in cfg.lrs])          # (lrs, seeds), NaN = diverged
 
     def largest(bn: bool) -> float:
         ok = [lr for lr, a in zip(cfg.lrs, acc[bn], strict=True)
@@ -253,28 +272,31 @@ def _lr_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> Pa
                   f"(mean over seeds {list(seeds)})", ["lr", "no BatchNorm", "BatchNorm"],
                   [[_fmt(lr), cell(acc[False][i]), cell(acc[True][i])] for i, lr in enumerate(cfg.lrs)])
 
-    fig = new_figure(figsize=(5.5, 3.5))
-    ax = fig.subplots()
-    for bn in (False, True):
-        mean = np.array([np.mean(np.nan_to_num(a, nan=0.0)) for a in acc[bn]])
-        ax.plot(cfg.lrs, mean, "o-", ms=4, color=_color(bn), label=_label(bn))
-        largest_lr = largest(bn)
-        if largest_lr > 0:
-            ax.axvline(largest_lr, color=_color(bn), ls=":", lw=1)
-    ax.axhline(TRAINS_ACCURACY, color="grey", lw=0.8, ls="--")
-    ax.set_xscale("log")
-    ax.set_xlabel("learning rate (SGD)")
-    ax.set_ylabel("validation accuracy (diverged = 0)")
-    ax.set_title("(b) 10 × 100 ReLU: learning-rate range", fontsize=10)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "batchnorm_lr_sweep.png"
-    save_figure(fig, path, dpi=90)
+    path = _lr_figure(cfg.lrs, acc, {bn: largest(bn) for bn in (False, True)}, out / "batchnorm_lr_sweep.png")
     numbers = {"lr_sweep": {"lrs": list(cfg.lrs), "val_accuracy_plain": acc[False],
                             "val_accuracy_bn": acc[True],
                             "largest_lr_plain": lr_plain, "largest_lr_bn": lr_bn}}
     caption = "(b) Validation accuracy against learning rate; dotted: the largest lr that trains"
     return [v], table, {caption: path.name}, numbers
+
+
+@plotting.styled
+def _lr_figure(lrs: tuple[float, ...], acc: dict[bool, list[Any]], largest: dict[bool, float], path: Path) -> Path:
+    fig, ax = plotting.figure(figsize=(7.0, 4.2), layout="constrained")
+    curves, limits = [], []
+    for bn in (False, True):
+        mean = np.array([np.mean(np.nan_to_num(a, nan=0.0)) for a in acc[bn]])
+        curves += ax.plot(lrs, mean, **_series(bn, ms=5), label=_label(bn))
+        if largest[bn] > 0:
+            limits.append(ax.axvline(largest[bn], color=plotting.color("bn" if bn else "no_bn"), ls=":", lw=1.4,
+                                     label=f"largest lr that trains, {_label(bn)}: {_fmt(largest[bn])}"))
+    curves.append(ax.axhline(TRAINS_ACCURACY, color=plotting.color("reference"), lw=1, ls="--",
+                             label=f"trains: accuracy ≥ {TRAINS_ACCURACY:g}"))
+    ax.set_xscale("log")
+    ax.set(xlabel="learning rate (SGD)", ylabel="validation accuracy (diverged = 0)", ylim=(0, 1.02),
+           title="(b) 10 × 100 ReLU: learning-rate range")
+    plotting.figure_legend(fig, curves + limits, ncols=2)
+    return plotting.save_png(fig, path)
 
 
 # ------------------------------------------------------------------------- (c) weight scale
@@ -298,27 +320,35 @@ def _scaled_mlp(splits: Any, std: float, *, bn: bool, scope: str, rng: np.random
     return model
 
 
-def _scale_sweep(splits: Any, cfg: Config, seeds: tuple[int, ...], scope: str) -> dict[bool, np.ndarray]:
-    """Validation accuracy (scales, seeds) for each arm; a run with a non-finite loss scores 0."""
+def scale_trial(params: dict, ctx: object) -> dict:
+    """(c) the net with N(0, std^2) weights, Adam: ``params = {scope, bn, std, seed, epochs}``.
+
+    A run whose loss goes non-finite scores 0 (and is recorded as diverged).
+    """
+    splits = digits()
     x, y = splits.train
-    acc: dict[bool, np.ndarray] = {}
-    for bn in (False, True):
-        rows = []
-        for std in cfg.scales:
-            per_seed = []
-            for seed in seeds:
-                rng = np.random.default_rng(seed)
-                model = _scaled_mlp(splits, float(std), bn=bn, scope=scope, rng=rng)
-                finite = _train(model, optim.Adam(model.parameters(), lr=SCALE_LR), x, y,
-                                epochs=cfg.scale_epochs, batch=BATCH, rng=rng)
-                per_seed.append(_accuracy(model, *splits.val) if finite else 0.0)
-            rows.append(per_seed)
-        acc[bn] = np.array(rows)
-    return acc
+    rng = np.random.default_rng(params["seed"])
+    model = _scaled_mlp(splits, params["std"], bn=params["bn"], scope=params["scope"], rng=rng)
+    if not _train(model, optim.Adam(model.parameters(), lr=SCALE_LR), x, y, epochs=params["epochs"], batch=BATCH,
+                  rng=rng):
+        raise Diverged(f"non-finite loss at weight std {params['std']:g}", {"val_accuracy": 0.0})
+    return {"val_accuracy": _accuracy(model, *splits.val)}
 
 
-def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
-    acc = {scope: _scale_sweep(splits, cfg, seeds, scope) for scope in SCOPES}
+def _scale_spec(scope: str, bn: bool, std: float, seed: int, cfg: Config) -> dict:
+    return make_spec(scale_trial, {"scope": scope, "bn": bn, "std": float(std), "seed": seed,
+                                   "epochs": cfg.scale_epochs})
+
+
+def _scale_sweep(records: Results, cfg: Config, seeds: tuple[int, ...], scope: str) -> dict[bool, np.ndarray]:
+    """Validation accuracy (scales, seeds) for each arm; a run with a non-finite loss scores 0."""
+    return {bn: np.array([[records.metrics(_scale_spec(scope, bn, std, seed, cfg))["val_accuracy"]
+                           for seed in seeds] for std in cfg.scales])
+            for bn in (False, True)}
+
+
+def _weight_scale(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    acc = {scope: _scale_sweep(records, cfg, seeds, scope) for scope in SCOPES}
     means = {scope: {bn: a[bn].mean(axis=1) for bn in a} for scope, a in acc.items()}
     spread = {scope: {bn: float(m[bn].max() - m[bn].min()) for bn in m} for scope, m in means.items()}
     ratio = {scope: s[True] / s[False] if s[False] > 0 else math.nan for scope, s in spread.items()}
@@ -348,24 +378,7 @@ def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -
                   + [["spread ratio BN / no BN"]
                      + [x for scope in SCOPES for x in ("", f"{ratio[scope]:.3f}")]])
 
-    fig = new_figure(figsize=(10, 3.5))
-    axes = fig.subplots(1, 2, sharey=True)
-    for ax, scope in zip(axes, SCOPES, strict=True):
-        for bn in (False, True):
-            ax.plot(cfg.scales, means[scope][bn], "o-", ms=4, color=_color(bn), label=_label(bn))
-            if len(seeds) > 1:
-                ax.fill_between(cfg.scales, acc[scope][bn].min(axis=1), acc[scope][bn].max(axis=1),
-                                color=_color(bn), alpha=0.15, lw=0)
-        ax.set_xscale("log")
-        ax.set_xlabel("weight init std")
-        ax.set_title(("verdict: " if scope == "hidden" else "supplementary: ") + SCOPE_TEXT[scope]
-                     + f"\nspread ratio {ratio[scope]:.2f}", fontsize=9)
-    axes[0].set_ylabel("validation accuracy")
-    axes[0].set_ylim(0, 1.02)
-    axes[0].legend(fontsize=8)
-    fig.tight_layout()
-    path = out / "batchnorm_weight_scale.png"
-    save_figure(fig, path, dpi=90)
+    path = _scale_figure(cfg.scales, means, acc, ratio, len(seeds), out / "batchnorm_weight_scale.png")
     numbers = {"weight_scale": {"scales": list(cfg.scales), "optimizer": f"Adam lr {SCALE_LR:g}",
                                 "epochs": cfg.scale_epochs, "verdict_scope": "hidden"}}
     for scope in SCOPES:
@@ -379,24 +392,64 @@ def _weight_scale(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -
     return [v], table, {caption: path.name}, numbers
 
 
+@plotting.styled
+def _scale_figure(scales: tuple[float, ...], means: dict[str, dict[bool, np.ndarray]],
+                  acc: dict[str, dict[bool, np.ndarray]], ratio: dict[str, float], n_seeds: int, path: Path) -> Path:
+    fig, axes = plotting.figure(1, 2, figsize=(10.5, 4.4), sharey=True, layout="constrained")
+    for ax, scope in zip(axes, SCOPES, strict=True):
+        for bn in (False, True):
+            ax.plot(scales, means[scope][bn], **_series(bn, ms=5), label=_label(bn))
+            if n_seeds > 1:
+                ax.fill_between(scales, acc[scope][bn].min(axis=1), acc[scope][bn].max(axis=1),
+                                color=plotting.color("bn" if bn else "no_bn"), alpha=0.15, lw=0)
+        ax.set_xscale("log")
+        ax.set_xlabel("weight init std")
+        ax.set_title(("verdict: " if scope == "hidden" else "supplementary: ") + SCOPE_TEXT[scope]
+                     + f"\nspread ratio BN / no BN {ratio[scope]:.2f}", fontsize=plotting.RC["font.size"])
+    axes[0].set_ylabel("validation accuracy")
+    axes[0].set_ylim(0, 1.02)
+    plotting.figure_legend(fig, axes[0].lines)
+    return plotting.save_png(fig, path)
+
+
 # ------------------------------------------------------------------------- (d) regularization
-def _regularization(splits: Any, cfg: Config, seeds: tuple[int, ...]) -> PartResult:
+REG_SETTINGS = (("neither", False, 0.0), ("BatchNorm", True, 0.0), ("dropout 0.5", False, 0.5))
+
+
+def regularization_trial(params: dict, ctx: object) -> dict:
+    """(d) 64-256-256-10 on ``samples`` examples: ``params = {seed, bn, dropout, samples, epochs}``.
+
+    The training subset is the first ``samples`` of ``default_rng(seed).permutation``; held
+    out is every other digit (the rest of the training split, the validation and test splits).
+    """
+    splits = digits()
     x, y = splits.train
-    settings = (("neither", False, 0.0), ("BatchNorm", True, 0.0), ("dropout 0.5", False, 0.5))
+    n = params["samples"]
+    order = np.random.default_rng(params["seed"]).permutation(len(y))
+    xs, ys = x[order[:n]], y[order[:n]]
+    x_out = np.concatenate([x[order[n:]], splits.val.x, splits.test.x])
+    y_out = np.concatenate([y[order[n:]], splits.val.y, splits.test.y])
+    rng = np.random.default_rng(params["seed"] + 1)
+    model = models.mlp(x.shape[1], (256, 256), splits.num_classes, activation="relu", batchnorm=params["bn"],
+                       dropout=params["dropout"], rng=rng)
+    _train(model, optim.SGD(model.parameters(), lr=0.1), xs, ys, epochs=params["epochs"], batch=32, rng=rng)
+    return {"train_accuracy": _accuracy(model, xs, ys), "held_out_accuracy": _accuracy(model, x_out, y_out)}
+
+
+def _reg_spec(seed: int, bn: bool, dropout: float, cfg: Config) -> dict:
+    return make_spec(regularization_trial, {"seed": seed, "bn": bn, "dropout": dropout, "samples": cfg.reg_samples,
+                                            "epochs": cfg.reg_epochs})
+
+
+def _regularization(records: Results, cfg: Config, seeds: tuple[int, ...]) -> PartResult:
+    splits = digits()
+    y = splits.train.y
+    settings = REG_SETTINGS
     res: dict[str, list[tuple[float, float]]] = {name: [] for name, _, _ in settings}
     for seed in seeds:
-        order = np.random.default_rng(seed).permutation(len(y))
-        xs, ys = x[order[: cfg.reg_samples]], y[order[: cfg.reg_samples]]
-        # held out: every digit not trained on (the rest of the training split, val and test)
-        x_out = np.concatenate([x[order[cfg.reg_samples:]], splits.val.x, splits.test.x])
-        y_out = np.concatenate([y[order[cfg.reg_samples:]], splits.val.y, splits.test.y])
         for name, bn, p in settings:
-            rng = np.random.default_rng(seed + 1)
-            model = models.mlp(x.shape[1], (256, 256), splits.num_classes, activation="relu", batchnorm=bn,
-                               dropout=p, rng=rng)
-            _train(model, optim.SGD(model.parameters(), lr=0.1), xs, ys, epochs=cfg.reg_epochs, batch=32,
-                   rng=rng)
-            res[name].append((_accuracy(model, xs, ys), _accuracy(model, x_out, y_out)))
+            m = records.metrics(_reg_spec(seed, bn, p, cfg))
+            res[name].append((m["train_accuracy"], m["held_out_accuracy"]))
     held_out = len(y) - cfg.reg_samples + len(splits.val.y) + len(splits.test.y)
     gaps = {name: np.array([tr - te for tr, te in r]) for name, r in res.items()}
     gap = {name: float(g.mean()) for name, g in gaps.items()}
@@ -439,20 +492,28 @@ def _probe(model: nn.Sequential, target: nn.Module, x: np.ndarray) -> np.ndarray
     return seen["x"]
 
 
-def _ioffe_run(splits: Any, bn: bool, seed: int, cfg: Config) -> dict[str, Any]:
+def ioffe_trial(params: dict, ctx: object) -> dict:
+    """(e) the 3 x 100 sigmoid net: ``params = {bn, seed, steps, every, keep_percentiles}``.
+
+    Returns the checkpoint steps, validation accuracies, the drift and the steps to the
+    target accuracy; the percentile series ``(checkpoints, 3, units)`` only when
+    ``keep_percentiles`` (the figure's seed).
+    """
+    splits = digits()
     x, y = splits.train
-    rng = np.random.default_rng(seed)
-    model = models.mlp(x.shape[1], (100, 100, 100), splits.num_classes, activation="sigmoid", batchnorm=bn,
-                       rng=rng)
+    rng = np.random.default_rng(params["seed"])
+    model = models.mlp(x.shape[1], (100, 100, 100), splits.num_classes, activation="sigmoid",
+                       batchnorm=params["bn"], rng=rng)
     opt = optim.SGD(model.parameters(), lr=0.5)
     last_sigmoid = [m for m in model if isinstance(m, nn.Sigmoid)][-1]
     loss_fn = nn.CrossEntropyLoss()
+    total, every = params["steps"], params["every"]
     steps, pct, accs = [], [], []
     step = 0
     batches = data.Batches(x, y, 60, rng=rng)
-    while step < cfg.ioffe_steps:
+    while step < total:
         for xb, yb in batches:
-            if step % cfg.ioffe_every == 0:
+            if step % every == 0:
                 steps.append(step)
                 pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
                 accs.append(_accuracy(model, *splits.val))
@@ -461,20 +522,28 @@ def _ioffe_run(splits: Any, bn: bool, seed: int, cfg: Config) -> dict[str, Any]:
             opt.step()
             opt.zero_grad()
             step += 1
-            if step >= cfg.ioffe_steps:
+            if step >= total:
                 break
     steps.append(step)
     pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
     accs.append(_accuracy(model, *splits.val))
     pct_arr = np.array(pct)               # (checkpoints, 3, units)
-    settled = pct_arr[steps.index(next(s for s in steps if s >= cfg.ioffe_steps // 10)):]
+    settled = pct_arr[steps.index(next(s for s in steps if s >= total // 10)):]
     drift = float(np.median((settled.max(axis=0) - settled.min(axis=0)).mean(axis=0)))
     hit = next((s for s, a in zip(steps, accs, strict=True) if a >= TARGET_ACCURACY), math.inf)
-    return {"steps": steps, "percentiles": pct_arr, "accuracy": accs, "drift": drift, "to_target": hit}
+    return {"steps": steps, "accuracy": accs, "drift": drift, "to_target": hit,
+            "percentiles": pct_arr if params["keep_percentiles"] else None}
 
 
-def _ioffe(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
-    runs = {bn: [_ioffe_run(splits, bn, s, cfg) for s in seeds] for bn in (False, True)}
+def _ioffe_spec(bn: bool, seed: int, cfg: Config, keep: bool) -> dict:
+    return make_spec(ioffe_trial, {"bn": bn, "seed": seed, "steps": cfg.ioffe_steps, "every": cfg.ioffe_every,
+                                   "keep_percentiles": keep})
+
+
+def _ioffe(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
+    runs = {bn: [records.metrics(_ioffe_spec(bn, s, cfg, s == seeds[0])) for s in seeds] for bn in (False, True)}
+    for bn in runs:
+        runs[bn][0]["percentiles"] = np.asarray(runs[bn][0]["percentiles"])
     drift = {bn: float(np.mean([r["drift"] for r in runs[bn]])) for bn in runs}
     to_target = {bn: float(np.mean([r["to_target"] for r in runs[bn]])) for bn in runs}
     ratio = drift[False] / drift[True] if drift[True] > 0 else math.inf
@@ -498,35 +567,10 @@ def _ioffe(splits: Any, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartR
                     f"{np.mean([r['accuracy'][-1] for r in runs[bn]]):.3f}",
                     f"{drift[bn]:.3f}"] for bn in (False, True)])
 
-    fig = new_figure(figsize=(12, 3.4))
-    axes = fig.subplots(1, 3)
-    for bn in (False, True):
-        r = runs[bn][0]
-        axes[0].plot(r["steps"], r["accuracy"], color=_color(bn), label=_label(bn))
-    axes[0].axhline(TARGET_ACCURACY, color="grey", lw=0.8, ls="--")
-    axes[0].set_ylim(0, 1.0)
-    axes[0].set_xlabel("training step")
-    axes[0].set_ylabel("validation accuracy")
-    axes[0].set_title("(a) accuracy", fontsize=10)
-    axes[0].legend(fontsize=8)
     plain = runs[False][0]["percentiles"]
     unit_drift = (plain.max(axis=0) - plain.min(axis=0)).mean(axis=0)
     unit = int(np.argsort(unit_drift)[len(unit_drift) // 2])      # the median-drift unit of the plain net
-    for ax, bn, tag in ((axes[1], False, "(b) without BN"), (axes[2], True, "(c) with BN")):
-        r = runs[bn][0]
-        for q, style in zip((15, 50, 85), (":", "-", ":"), strict=True):
-            ax.plot(r["steps"], r["percentiles"][:, (15, 50, 85).index(q), unit], style,
-                    color=_color(bn), label=f"{q}th percentile")
-        ax.set_xlabel("training step")
-        ax.set_title(f"{tag}: input of sigmoid unit {unit}", fontsize=10)
-        ax.legend(fontsize=7)
-    lo = min(axes[1].get_ylim()[0], axes[2].get_ylim()[0])
-    hi = max(axes[1].get_ylim()[1], axes[2].get_ylim()[1])
-    for ax in axes[1:]:
-        ax.set_ylim(lo, hi)
-    fig.tight_layout()
-    path = out / "batchnorm_ioffe.png"
-    save_figure(fig, path, dpi=90)
+    path = _ioffe_figure({bn: runs[bn][0] for bn in runs}, unit, out / "batchnorm_ioffe.png")
     numbers = {"ioffe": {"drift_plain": [r["drift"] for r in runs[False]],
                          "drift_bn": [r["drift"] for r in runs[True]],
                          "steps_to_target_plain": [r["to_target"] for r in runs[False]],
@@ -541,43 +585,92 @@ def _steps(v: float) -> str:
     return f"{v:.0f}" if math.isfinite(v) else "not reached"
 
 
-# ------------------------------------------------------------------------- entry point
-def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> StudyResult:
+@plotting.styled
+def _ioffe_figure(first: dict[bool, dict[str, Any]], unit: int, path: Path) -> Path:
+    """Accuracy of both arms, and the percentiles of ``unit``'s input with and without BN (one seed's runs)."""
+    from matplotlib.lines import Line2D
+
+    fig, axes = plotting.figure(1, 3, figsize=(plotting.MAX_WIDTH, 4.2), layout="constrained")
+    axes[2].sharey(axes[1])
+    for bn in (False, True):
+        axes[0].plot(first[bn]["steps"], first[bn]["accuracy"], **_series(bn, marker=None), label=_label(bn))
+    axes[0].axhline(TARGET_ACCURACY, color=plotting.color("reference"), lw=1, ls="--",
+                    label=f"target {TARGET_ACCURACY:g}")
+    axes[0].set(ylim=(0, 1.02), xlabel="training step", ylabel="validation accuracy", title="validation accuracy")
+    handles = list(axes[0].lines)
+    percentiles = ((15, ":", 1.6), (50, "-", 2.0), (85, "--", 1.6))   # the trial records these, in this order
+    for ax, bn, tag in ((axes[1], False, "without BN"), (axes[2], True, "with BN")):
+        r = first[bn]
+        for i, (_, ls, lw) in enumerate(percentiles):
+            ax.plot(r["steps"], r["percentiles"][:, i, unit], ls=ls, lw=lw,
+                    color=plotting.color("bn" if bn else "no_bn"))
+        ax.set(xlabel="training step", title=f"{tag}: input of sigmoid unit {unit}")
+    handles += [Line2D([], [], color="black", ls=ls, lw=lw, label=f"{q}th percentile") for q, ls, lw in percentiles]
+    axes[1].set_ylabel("input of the sigmoid (pre-activation)")
+    axes[2].tick_params(labelleft=False)
+    plotting.figure_legend(fig, handles)
+    return plotting.save_png(fig, path)
+
+
+# ------------------------------------------------------------------------- the study
+NAME = "batchnorm"
+
+
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The given seeds, else ``(0, 1, 2)`` (quick: ``(0,)``)."""
+    return given_seeds(NAME, seeds, DEFAULT_SEEDS, QUICK_SEEDS, quick)
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """Every run of parts (a)-(e), the longest first: (e), (c), (d), (b), (a)."""
+    cfg = QUICK if quick else FULL
+    return ([_ioffe_spec(bn, s, cfg, s == seeds[0]) for bn in (False, True) for s in seeds]
+            + [_scale_spec(scope, bn, std, s, cfg) for scope in SCOPES for bn in (False, True) for std in cfg.scales
+               for s in seeds]
+            + [_reg_spec(s, bn, p, cfg) for s in seeds for _, bn, p in REG_SETTINGS]
+            + [_lr_spec(bn, lr, s, cfg) for bn in (False, True) for lr in cfg.lrs for s in seeds]
+            + [_flow_spec(a, bn, s) for a in ("sigmoid", "tanh", "relu") for bn in (False, True) for s in seeds])
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: Any) -> StudyResult:
     """Run the ``batchnorm`` study; figures go into ``out``.
 
     Args:
         quick: the CI size (coarser grids, fewer epochs and steps, seed 0).
-        out: folder for the figures.
+        out: folder for the figures (the trial records go to ``out/trials/batchnorm``).
         seeds: seeds of every run (default ``(0, 1, 2)``, quick ``(0,)``).
+        engine: executor options of :func:`~trainlab.experiments.common.run_study`.
     """
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, tables and figures of parts (a)-(e) from the trials' records."""
     cfg = QUICK if quick else FULL
-    seeds = tuple(seeds) if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    splits = data.load("digits")
     verdicts: list[Verdict] = []
     tables: list[Table] = []
     figures: dict[str, str] = {}
     numbers: dict[str, Any] = {"seeds": list(seeds), "quick": quick}
-    timings: dict[str, float] = {}
     parts = {
-        "a": lambda: _gradient_flow(splits, seeds, out),
-        "b": lambda: _lr_sweep(splits, cfg, seeds, out),
-        "c": lambda: _weight_scale(splits, cfg, seeds, out),
-        "d": lambda: _regularization(splits, cfg, seeds),
-        "e": lambda: _ioffe(splits, cfg, seeds, out),
+        "a": lambda: _gradient_flow(records, seeds, out),
+        "b": lambda: _lr_sweep(records, cfg, seeds, out),
+        "c": lambda: _weight_scale(records, cfg, seeds, out),
+        "d": lambda: _regularization(records, cfg, seeds),
+        "e": lambda: _ioffe(records, cfg, seeds, out),
     }
-    with blas_single_thread():
-        for key, part in parts.items():
-            t = time.perf_counter()
-            part_verdicts, table, part_figures, part_numbers = part()
-            verdicts.extend(part_verdicts)
-            tables.append(table)
-            figures.update(part_figures)
-            numbers.update(part_numbers)
-            timings[key] = round(time.perf_counter() - t, 2)
-    numbers["seconds_per_part"] = timings
+    for part in parts.values():
+        part_verdicts, table, part_figures, part_numbers = part()
+        verdicts.extend(part_verdicts)
+        tables.append(table)
+        figures.update(part_figures)
+        numbers.update(part_numbers)
+    part_of = {"ioffe_trial": "e", "scale_trial": "c", "regularization_trial": "d", "lr_trial": "b",
+               "gradient_flow_trial": "a"}
+    seconds = dict.fromkeys(parts, 0.0)
+    for record in records.values():
+        seconds[part_of[record["spec"]["trial"].rsplit(":", 1)[1]]] += record["seconds"] or 0.0
+    numbers["seconds_per_part"] = {key: round(v, 2) for key, v in seconds.items()}
     summary = (
         "BatchNorm1d after every hidden Linear and before its activation (the seed's placement), against "
         "the same net without it, on the 8×8 digits (1257 train / 180 val / 360 test). (a) At "
@@ -608,5 +701,4 @@ def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> Stud
         figures=figures,
         tables=tables,
         numbers=numbers,
-        seconds=time.perf_counter() - start,
     )

@@ -1,27 +1,38 @@
-"""What every study returns: verdicts on claims, figures, tables and the command that reproduces it.
+"""What every study is and returns: trials on the engine, then an analysis with verdicts and figures.
 
-A study is a function ``run(*, quick: bool, out: Path, seeds: tuple[int, ...]) -> StudyResult``
-registered in :data:`trainlab.experiments.STUDIES`. It writes its figures (PNG, and GIF
-where animated) into ``out`` and returns a :class:`StudyResult`; :mod:`trainlab.report`
-turns one or more results into a self-contained ``report.html``, and ``result.json``
-holds the same numbers for machines.
+A study is a module registered in :data:`trainlab.experiments.STUDIES` that defines
+
+* ``NAME`` and ``choose_seeds(quick, seeds) -> tuple[int, ...]``;
+* ``trials(*, quick, seeds) -> list[spec]``: the trials it needs, as
+  :mod:`trainlab.trials` specs (``{"trial": "module:function", "params": {...}}``), each a
+  pure function of its params, which carry the seeds the study always used; listed longest
+  first, which balances the workers best;
+* ``analyse(results, *, quick, seeds, out) -> StudyResult``: figures (PNG, and GIF where
+  animated) written into ``out``, tables and numeric verdicts, from the trials' records.
+
+:func:`run_study` joins them: the trials run on any executor (serial, local processes,
+Dask) and are recorded in ``out/trials/<name>[-quick]/results.jsonl`` as they finish, so an
+interrupted study resumes where it stopped. :mod:`trainlab.report` turns one or more
+results into a self-contained ``report.html``, and ``<name>.json`` holds the same numbers
+for machines.
 """
 
 from __future__ import annotations
 
-import io
+import functools
 import json
 import math
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from trainlab.checkpoint import atomic_write_bytes
 
-__all__ = ["Verdict", "Table", "StudyResult", "save_figure", "verdict", "blas_single_thread", "new_figure",
-           "study_seeds"]
+__all__ = ["Verdict", "Table", "StudyResult", "save_figure", "verdict", "new_figure", "study_seeds", "given_seeds",
+           "run_study", "trials_folder", "digits"]
 
 
 @dataclass
@@ -136,7 +147,7 @@ _STUDY_CSS = """
 
 def _study_html(result: StudyResult, bases: list[Path]) -> str:
     """One study as an HTML fragment (the report's verdict table, figures and tables)."""
-    from trainlab.report import _data_uri, _e, _table_html, _verdict_table
+    from trainlab.report import _data_uri, _e, _verdict_table, table_html
 
     n_pass = sum(v.passed for v in result.verdicts)
     badge = "pass" if result.passed else "fail"
@@ -151,7 +162,7 @@ def _study_html(result: StudyResult, bases: list[Path]) -> str:
         body = (f'<img src="{uri}" alt="{_e(caption)}">' if uri is not None
                 else f'<p class="missing">figure missing ({_e(reason)})</p>')
         parts.append(f"<figure>{body}<figcaption>{_e(caption)}</figcaption></figure>")
-    parts += [_table_html(t) for t in result.tables]
+    parts += [table_html(t) for t in result.tables]
     seconds = f" ({result.seconds:.1f} s)" if result.seconds else ""
     parts += [f'<p class="meta">reproduce: <code>{_e(result.command)}</code>{seconds}</p>', "</div>"]
     return "\n".join(parts)
@@ -169,38 +180,35 @@ def _json_default(obj: Any) -> Any:
     raise TypeError(f"cannot write a {type(obj).__name__} to JSON")
 
 
-def save_figure(fig: Any, path: str | Path, dpi: int = 100) -> str:
-    """Save a matplotlib figure as PNG atomically, close it, and return the path as a string."""
-    import matplotlib.pyplot as plt
+def save_figure(fig: Any, path: str | Path, dpi: int | None = None) -> str:
+    """Save a matplotlib figure as PNG atomically (:func:`trainlab.plotting.save_png`, at
+    :data:`trainlab.plotting.DPI` unless ``dpi``) and return the path as a string."""
+    from trainlab import plotting
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
-    atomic_write_bytes(path, buf.getvalue())
-    return str(path)
-
-
-@contextmanager
-def blas_single_thread() -> Iterator[None]:
-    """Run BLAS single-threaded: the studies' matrices are small and threads only contend."""
-    try:
-        from threadpoolctl import threadpool_limits
-    except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-        ctx: Any = nullcontext()
-    else:
-        ctx = threadpool_limits(limits=1, user_api="blas")
-    with ctx:
-        yield
+    return str(plotting.save_png(fig, path, plotting.DPI if dpi is None else dpi))
 
 
 def new_figure(**kwargs: Any) -> Any:
-    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched)."""
+    """A matplotlib Figure drawn by Agg, outside pyplot (no backend or global state is touched).
+
+    The studies' figures come from :func:`trainlab.plotting.figure` (the shared style); this bare
+    one serves drawings that are not figures of their own (the canvas a GIF's frames are drawn on).
+    """
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
     fig = Figure(**kwargs)
     FigureCanvasAgg(fig)
     return fig
+
+
+def given_seeds(name: str, seeds: Iterable[int] | None, default: tuple[int, ...], quick_default: tuple[int, ...],
+                quick: bool) -> tuple[int, ...]:
+    """``seeds`` as given (all of them, also when ``quick``), else the study's default for its size."""
+    chosen = tuple(int(s) for s in seeds) if seeds is not None else (quick_default if quick else default)
+    if not chosen:
+        raise ValueError(f"{name}: seeds must not be empty")
+    return chosen
 
 
 def study_seeds(name: str, seeds: Iterable[int], quick: bool) -> tuple[int, ...]:
@@ -211,3 +219,56 @@ def study_seeds(name: str, seeds: Iterable[int], quick: bool) -> tuple[int, ...]
     if not chosen:
         raise ValueError(f"{name}: seeds must not be empty")
     return chosen
+
+
+@functools.lru_cache(maxsize=1)
+def digits() -> Any:
+    """``data.load("digits")`` (its default split), loaded once per process: trials only read it."""
+    from trainlab import data
+
+    return data.load("digits")
+
+
+def trials_folder(out: str | Path, name: str, quick: bool) -> Path:
+    """Where a study's trial records live: ``out/trials/<name>`` (``<name>-quick`` for ``--quick``)."""
+    return Path(out) / "trials" / (f"{name}-quick" if quick else name)
+
+
+def run_study(study: ModuleType, *, quick: bool, out: str | Path, seeds: Iterable[int] | None = None,
+              executor: Any = None, extend: bool = False, progress: bool = False) -> StudyResult:
+    """Run a study's trials on the engine (skipping those already recorded), then its analysis.
+
+    Args:
+        study: the study's module (see the module docstring).
+        quick: the CI size.
+        out: folder for figures; the trial records go to :func:`trials_folder`.
+        seeds: the seeds to use (None: the study's own).
+        executor: a :class:`trainlab.trials.Executor` (default: serially in this process). Every
+            trial runs single-threaded (BLAS, OpenMP, Numba) on every executor, so a study's
+            numbers are the same serially, on local workers and on a Dask cluster.
+        extend: accept different seeds (or a different trial list) than the folder's records.
+        progress: show the progress bar.
+
+    Raises:
+        trainlab.trials.PlanChanged: the folder holds this study with other seeds (and not ``extend``).
+        trainlab.trials.TrialsFailed: a trial failed or was killed (its error is in the message).
+    """
+    from trainlab import trials
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    chosen = study.choose_seeds(quick, None if seeds is None else tuple(seeds))
+    start = time.perf_counter()
+    specs = study.trials(quick=quick, seeds=chosen)
+    plan = trials.Plan("study", study.NAME, {"study": study.NAME, "quick": quick, "seeds": list(chosen)}, specs)
+    results = trials.run(plan, trials_folder(out, study.NAME, quick), executor=executor, extend=extend,
+                         progress=progress)
+    results.require_complete()
+    result = study.analyse(results, quick=quick, seeds=chosen, out=out)
+    result.seconds = time.perf_counter() - start
+    records = list(results.values())
+    result.numbers["trials"] = {"count": len(records),
+                                "seconds": round(sum(r["seconds"] or 0.0 for r in records), 2),
+                                "diverged": sum(r["status"] == "diverged" for r in records),
+                                "records": str(trials_folder(out, study.NAME, quick) / "results.jsonl")}
+    return result

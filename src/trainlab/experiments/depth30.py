@@ -27,16 +27,19 @@ References:
 
 from __future__ import annotations
 
+import sys
 from dataclasses import asdict
 from pathlib import Path
 
 import numpy as np
 
-from trainlab import data, models, nn
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
-from trainlab.experiments.init_train import TrainRun, TrainSetting, study_command, train_mlp
+from trainlab import data, models, nn, plotting
+from trainlab.experiments.common import StudyResult, Table, Verdict, digits, run_study, save_figure, study_seeds
+from trainlab.experiments.init_train import TrainRun, TrainSetting, study_command, train_spec
+from trainlab.trials import Results, make_spec
 
-__all__ = ["run", "initial_statistics", "DEFAULT_SEEDS", "SETTING"]
+__all__ = ["run", "trials", "analyse", "choose_seeds", "statistics_trial", "initial_statistics", "DEFAULT_SEEDS",
+           "SETTING"]
 
 NAME = "depth-30"
 DEFAULT_SEEDS = (0, 1, 2)
@@ -87,61 +90,75 @@ def initial_statistics(
     return {"forward_std": forward, "backward_std": backward}
 
 
+@plotting.styled
 def _figure(
     results: dict[str, list[TrainRun]],
     stats: dict[str, dict[str, list[float]]],
     seeds: tuple[int, ...],
     path: Path,
 ) -> str:
-    from matplotlib.figure import Figure
+    from matplotlib.lines import Line2D
 
-    colors = {"xavier": "tab:green", "he": "tab:red"}
-    fig = Figure(figsize=(14, 4.2))
-    ax_acc, ax_loss, ax_std = fig.subplots(1, 3)
+    fig, (ax_acc, ax_loss, ax_std) = plotting.figure(1, 3, figsize=(plotting.MAX_WIDTH, 4.6), layout="constrained")
     epochs = np.arange(1, SETTING.epochs + 1)
+    handles = []
     for init_name in INITS:
-        for k, r in enumerate(results[init_name]):
-            label = init_name if k == 0 else None
-            ax_acc.plot(epochs, r.val_accuracy, "-", color=colors[init_name], alpha=0.8, label=label)
-            ax_loss.plot(epochs, r.train_loss, "-", color=colors[init_name], alpha=0.8, label=label)
+        look = plotting.series(init_name, marker=None)
+        for r in results[init_name]:
+            ax_acc.plot(epochs, r.val_accuracy, **look, alpha=0.85)
+            ax_loss.plot(epochs, r.train_loss, **look, alpha=0.85)
+        handles.append(ax_acc.lines[-1])
+        handles[-1].set_label(init_name)
         layers = np.arange(1, SETTING.depth + 1)
-        ax_std.semilogy(
-            layers,
-            stats[init_name]["forward_std"],
-            "o-",
-            ms=3,
-            color=colors[init_name],
-            label=f"{init_name}: activations",
-        )
-        ax_std.semilogy(
-            layers,
-            stats[init_name]["backward_std"],
-            "s--",
-            ms=3,
-            color=colors[init_name],
-            label=f"{init_name}: dL/da",
-        )
-    ax_acc.axhline(0.1, color="gray", ls=":", lw=1)
-    ax_acc.set(title="validation accuracy (one line per seed)", xlabel="epoch", ylim=(0, 1))
-    ax_loss.set(title="training loss", xlabel="epoch")
-    ax_std.set(title=f"at initialization (seed {seeds[0]}): per-layer std", xlabel="hidden layer")
-    for ax in (ax_acc, ax_loss, ax_std):
-        ax.grid(True, alpha=0.3)
-        ax.legend(fontsize=8)
-    fig.suptitle(f"30-layer ReLU MLP on the digits: {SETTING.describe()}", fontsize=10)
-    return save_figure(fig, path, dpi=80)
+        ax_std.semilogy(layers, stats[init_name]["forward_std"], "-", marker=plotting.MARKERS[init_name], ms=4,
+                        color=plotting.color(init_name))
+        ax_std.semilogy(layers, stats[init_name]["backward_std"], "--", marker=plotting.MARKERS[init_name], ms=4,
+                        mfc="white", color=plotting.color(init_name))
+    handles.append(ax_acc.axhline(0.1, color=plotting.color("reference"), ls=":", lw=1.2, label="chance (0.1)"))
+    key = {"color": "black", "ms": 4}
+    handles += [Line2D([], [], ls="-", marker="o", label="std of the activations a_l", **key),
+                Line2D([], [], ls="--", marker="o", mfc="white", label="std of the gradient dL/da_l", **key)]
+    ax_acc.set(title="validation accuracy", xlabel="epoch", ylabel="validation accuracy (one line per seed)",
+               ylim=(0, 1.02))
+    ax_loss.set(title="training loss", xlabel="epoch", ylabel="training loss (cross-entropy)")
+    plotting.log_scale_if_wide(ax_loss, np.concatenate([line.get_ydata() for line in ax_loss.lines]))
+    ax_std.set(title=f"per-layer std at initialization (seed {seeds[0]})", xlabel="hidden layer l", ylabel="std")
+    plotting.figure_legend(fig, handles)
+    fig.suptitle(f"30-layer ReLU MLP on the digits: {SETTING.describe()}")
+    return save_figure(fig, path)
 
 
-def run(
-    *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] = DEFAULT_SEEDS
-) -> StudyResult:
-    """Run the study; ``quick`` trains with the first seed only (same setting)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = study_seeds("depth-30", seeds, quick)
-    splits = data.load("digits")
-    results = {i: [train_mlp(i, "relu", s, SETTING, splits) for s in seeds] for i in INITS}
-    stats = {i: initial_statistics(i, seeds[0], SETTING, splits) for i in INITS}
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The study's seeds (:data:`DEFAULT_SEEDS` unless given); ``quick`` keeps the first."""
+    return study_seeds(NAME, DEFAULT_SEEDS if seeds is None else seeds, quick)
+
+
+def statistics_trial(params: dict, ctx: object) -> dict:
+    """:func:`initial_statistics` of one net: ``params = {init, seed, setting}``."""
+    return initial_statistics(params["init"], params["seed"], TrainSetting(**params["setting"]), digits())
+
+
+def _stats_spec(init_name: str, seed: int) -> dict:
+    return make_spec(statistics_trial, {"init": init_name, "seed": seed, "setting": asdict(SETTING)})
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """A training run per init x seed (longest first), then each init's statistics at initialization."""
+    return ([train_spec(i, "relu", s, SETTING) for i in INITS for s in seeds]
+            + [_stats_spec(i, seeds[0]) for i in INITS])
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: object) -> StudyResult:
+    """Run the study (``engine``: :func:`~trainlab.experiments.common.run_study`'s executor options);
+    ``quick`` trains with the first seed only (same setting)."""
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, the figure and the tables from the trials' records."""
+    results = {i: [TrainRun(**records.metrics(train_spec(i, "relu", s, SETTING))) for s in seeds] for i in INITS}
+    stats = {i: records.metrics(_stats_spec(i, seeds[0])) for i in INITS}
 
     xavier_acc = [r.test_accuracy for r in results["xavier"]]
     he_acc = [r.test_accuracy for r in results["he"]]

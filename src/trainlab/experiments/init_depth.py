@@ -33,19 +33,26 @@ References:
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from trainlab import nn
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
+from trainlab import nn, plotting
+from trainlab.experiments.common import StudyResult, Table, Verdict, run_study, save_figure, study_seeds
 from trainlab.experiments.init_train import study_command
 from trainlab.nn.activation import get as get_activation
+from trainlab.trials import Results, make_spec
 
 __all__ = [
     "run",
+    "trials",
+    "analyse",
+    "choose_seeds",
+    "statistics_trial",
     "layer_statistics",
+    "layer_histograms",
     "LayerStatistics",
     "DEFAULT_SEEDS",
     "INITS",
@@ -290,116 +297,153 @@ def _judge(stats: dict[tuple[str, str], list[LayerStatistics]], seeds: tuple[int
 
 
 # ---------------------------------------------------------------------- figures
-_COLORS = {"small_random": "tab:blue", "xavier": "tab:green", "he": "tab:red", "normal": "tab:purple"}
-
-
+@plotting.styled
 def _std_figure(stats: dict[tuple[str, str], list[LayerStatistics]], path: Path) -> str:
-    from matplotlib.figure import Figure
-
-    fig = Figure(figsize=(11, 7.5))
-    axes = fig.subplots(2, 2, sharex=True)
+    fig, axes = plotting.figure(2, 2, figsize=(plotting.MAX_WIDTH, 8.4), sharex=True, layout="constrained")
     layers = np.arange(1, DEPTH + 1)
+    handles = {}
     for col, act in enumerate(ACTIVATIONS):
         for row, (field, label) in enumerate(
-            (("forward_std", "std of activations a_l"), ("backward_std", "std of gradient dL/da_l"))
+            (("forward_std", "std of the activations a_l"), ("backward_std", "std of the gradient dL/da_l"))
         ):
             ax = axes[row, col]
             for init_name in INITS:
                 values = np.array([getattr(s, field) for s in stats[init_name, act]])
                 med = np.median(values, axis=0)
-                ax.semilogy(layers, med, "o-", color=_COLORS[init_name], label=init_name, ms=4)
+                (handles[init_name],) = ax.semilogy(layers, med, **plotting.series(init_name), ms=5, label=init_name)
                 if len(values) > 1:
-                    ax.fill_between(
-                        layers,
-                        values.min(axis=0),
-                        values.max(axis=0),
-                        color=_COLORS[init_name],
-                        alpha=0.2,
-                        lw=0,
-                    )
+                    ax.fill_between(layers, values.min(axis=0), values.max(axis=0),
+                                    color=plotting.color(init_name), alpha=0.2, lw=0)
             if field == "forward_std" and act == "relu":
                 ref = np.median([s.forward_std[0] for s in stats["xavier", "relu"]]) * RELU_SHRINK ** (
                     layers - 1
                 )
-                ax.semilogy(layers, ref, "k:", lw=1, label="xavier layer 1 x (1/sqrt 2)^(l-1)")
+                (handles["reference"],) = ax.semilogy(layers, ref, ":", color="black", lw=1.4,
+                                                      label="xavier's layer 1 × (1/√2)^(l−1)")
             ax.set_title(f"{'forward' if row == 0 else 'backward'}, {act}")
             ax.set_ylabel(label)
-            ax.grid(True, which="major", alpha=0.3)
             if row == 1:
-                ax.set_xlabel("layer")
+                ax.set_xlabel("layer l")
             ax.set_xticks(layers)
-        axes[0, col].legend(fontsize=7)
-    fig.suptitle(
-        f"Per-layer std through {DEPTH} layers of {WIDTH} units (median over seeds, band = min..max); "
-        "backward: dL/da_10 ~ N(0,1)",
-        fontsize=10,
-    )
-    return save_figure(fig, path, dpi=80)
+    plotting.figure_legend(fig, list(handles.values()))
+    fig.suptitle(f"Per-layer std through {DEPTH} layers of {WIDTH} units (median over seeds, band = min..max); "
+                 f"backward: dL/da_{DEPTH} ~ N(0, 1)")
+    return save_figure(fig, path)
 
 
-def _histogram_figure(stats: dict[tuple[str, str], list[LayerStatistics]], path: Path, seed: int) -> str:
-    from matplotlib.figure import Figure
+def layer_histograms(stats: LayerStatistics, activation: str) -> tuple[list[float], list[list[int]]]:
+    """Bin edges and per-layer counts of the activation histograms (CS231n's figure).
 
+    tanh: 40 bins on [-1, 1]; ReLU: the nonzero values on 40 bins from 0 to the 99th
+    percentile of layer 1's positive values (one range per net shows the shrinking or the
+    growth). Values outside the range are piled into the end bins.
+    """
+    if activation == "tanh":
+        bins = np.linspace(-1, 1, 41)
+    else:
+        positive = stats.samples[0][stats.samples[0] > 0]
+        top = float(np.quantile(positive, 0.99)) if positive.size else 1.0
+        bins = np.linspace(0, top, 41)
+    counts = []
+    for values in stats.samples:
+        values = values if activation == "tanh" else values[values != 0]
+        counts.append(np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)[0].tolist())
+    return bins.tolist(), counts
+
+
+def _short(value: float) -> str:
+    """Two significant digits, exponents without padding: 0.21, 2.7e-5, 3.2e3."""
+    text = f"{value:.2g}"
+    if "e" not in text:
+        return text
+    mantissa, exponent = text.split("e")
+    return f"{mantissa}e{int(exponent)}"
+
+
+@plotting.styled
+def _histogram_figure(stats: dict[tuple[str, str], list[LayerStatistics]],
+                      hists: dict[tuple[str, str], tuple[list[float], list[list[int]]]], path: Path,
+                      seed: int) -> str:
     rows = [(i, a) for a in ACTIVATIONS for i in INITS]
-    fig = Figure(figsize=(1.45 * DEPTH + 1, 1.25 * len(rows) + 0.6))
-    axes = fig.subplots(len(rows), DEPTH)
+    fig, axes = plotting.figure(len(rows), DEPTH, figsize=(plotting.MAX_WIDTH, 1.22 * len(rows) + 1.4),
+                                layout="constrained", squeeze=False)
+    fig.get_layout_engine().set(h_pad=0.02, w_pad=0.02, hspace=0.03, wspace=0.02)
     for r, (init_name, act) in enumerate(rows):
         s = stats[init_name, act][0]
-        if act == "tanh":
-            bins = np.linspace(-1, 1, 41)
-        else:  # ReLU: a common range per row (from layer 1) shows the shrinking or the growth
-            positive = s.samples[0][s.samples[0] > 0]
-            top = float(np.quantile(positive, 0.99)) if positive.size else 1.0
-            bins = np.linspace(0, top, 41)
+        bins, counts = np.asarray(hists[init_name, act][0]), hists[init_name, act][1]
         for c in range(DEPTH):
             ax = axes[r, c]
-            values = s.samples[c] if act == "tanh" else s.samples[c][s.samples[c] != 0]
-            counts, _ = np.histogram(np.clip(values, bins[0], bins[-1]), bins=bins)
-            ax.stairs(counts, bins, fill=True, color=_COLORS[init_name])
+            ax.stairs(counts[c], bins, fill=True, color=plotting.color(init_name))
             ax.set_yticks([])
-            ax.tick_params(labelsize=6, length=2)
+            ax.grid(False)
+            ax.tick_params(axis="x", length=2, pad=1.5, labelsize=plotting.MIN_FONT_SIZE)
             ax.set_xticks([bins[0], bins[-1]])
             ax.set_xticklabels([f"{bins[0]:.2g}", f"{bins[-1]:.2g}"])
-            ax.set_title(
-                f"std {s.forward_std[c]:.2g}" + (f", {s.zeros[c]:.0%} 0" if act == "relu" else ""), fontsize=7
-            )
+            ax.set_title(_short(s.forward_std[c]) + (f" · {s.zeros[c]:.0%}" if act == "relu" else ""),
+                         fontsize=plotting.MIN_FONT_SIZE + 1, fontweight="normal", pad=2)
             if c == 0:
-                ax.set_ylabel(f"{init_name}\n{act}", fontsize=8)
-            if r == 0:
-                ax.text(0.5, 1.45, f"layer {c + 1}", transform=ax.transAxes, ha="center", fontsize=9)
-    fig.suptitle(
-        f"Activation histograms (seed {seed}; rows init x activation, columns layers; ReLU rows show "
-        "the nonzero values, titles the std and the fraction of zeros; values outside the axis range "
-        "are piled at its ends)",
-        fontsize=10,
-        y=0.995,
-    )
-    fig.subplots_adjust(top=0.93, hspace=0.75, wspace=0.15)
-    return save_figure(fig, path, dpi=80)
+                ax.set_ylabel(f"{init_name}\n{act}", fontweight="bold", color=plotting.color(init_name))
+    for c in range(DEPTH):   # column headers above the first row's titles
+        axes[0, c].annotate(f"layer {c + 1}", (0.5, 1.0), xycoords="axes fraction", xytext=(0, 17),
+                            textcoords="offset points", ha="center", va="bottom", fontweight="bold")
+    fig.suptitle(f"Activation histograms per layer (seed {seed}); above each panel: the layer's std "
+                 "(ReLU rows: std · share of exact zeros)")
+    fig.supxlabel("activation value a_l (tanh rows: on [−1, 1]; ReLU rows: the nonzero values, one range per "
+                  "row; values beyond the range piled at its ends)", fontsize=plotting.RC["axes.labelsize"])
+    return save_figure(fig, path)
 
 
 # ---------------------------------------------------------------------- the study
-def run(
-    *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] = DEFAULT_SEEDS
-) -> StudyResult:
-    """Run the study; ``quick`` uses the first seed and 500 instead of 1000 input examples."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = study_seeds("init-depth", seeds, quick)
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The study's seeds (:data:`DEFAULT_SEEDS` unless given); ``quick`` keeps the first."""
+    return study_seeds(NAME, DEFAULT_SEEDS if seeds is None else seeds, quick)
+
+
+def statistics_trial(params: dict, ctx: object) -> dict:
+    """One net's statistics: ``params = {init, activation, rng: [seed, init_index, activation_index], samples}``."""
+    s = layer_statistics(params["init"], params["activation"], n=params["samples"],
+                         rng=np.random.default_rng(params["rng"]))
+    bins, counts = layer_histograms(s, params["activation"])
+    return {"forward_std": s.forward_std, "backward_std": s.backward_std, "saturated": s.saturated,
+            "zeros": s.zeros, "hist_bins": bins, "hist_counts": counts}
+
+
+def _spec(init_index: int, act_index: int, seed: int, n: int) -> dict:
+    return make_spec(statistics_trial, {"init": INITS[init_index], "activation": ACTIVATIONS[act_index],
+                                        "rng": [seed, init_index, act_index], "samples": n})
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """One trial per init x activation x seed (generator ``[seed, init_index, activation_index]``)."""
+    n = QUICK_SAMPLES if quick else SAMPLES
+    return [_spec(i, a, seed, n) for i in range(len(INITS)) for a in range(len(ACTIVATIONS)) for seed in seeds]
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: object) -> StudyResult:
+    """Run the study (``engine``: :func:`~trainlab.experiments.common.run_study`'s executor options);
+    ``quick`` uses the first seed and 500 instead of 1000 input examples."""
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(results: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, figures and tables from the trials' records."""
     n = QUICK_SAMPLES if quick else SAMPLES
     stats: dict[tuple[str, str], list[LayerStatistics]] = {}
+    hists: dict[tuple[str, str], tuple[list[float], list[list[int]]]] = {}
     for init_index, init_name in enumerate(INITS):
         for act_index, act in enumerate(ACTIVATIONS):
+            runs = [results.metrics(_spec(init_index, act_index, seed, n)) for seed in seeds]
             stats[init_name, act] = [
-                layer_statistics(
-                    init_name, act, n=n, rng=np.random.default_rng([seed, init_index, act_index])
-                )
-                for seed in seeds
+                LayerStatistics(*(np.asarray(m[k]) for k in ("forward_std", "backward_std", "saturated", "zeros")),
+                                samples=[])
+                for m in runs
             ]
+            hists[init_name, act] = (runs[0]["hist_bins"], runs[0]["hist_counts"])
 
     verdicts = _judge(stats, seeds)
     std_png = _std_figure(stats, out / "init_depth_std.png")
-    hist_png = _histogram_figure(stats, out / "init_depth_hist.png", seeds[0])
+    hist_png = _histogram_figure(stats, hists, out / "init_depth_hist.png", seeds[0])
     figures = {
         "Per-layer standard deviation of the activations (top) and of the backward gradient dL/da_l "
         "(bottom), tanh (left) and ReLU (right), log scale": Path(std_png).name,

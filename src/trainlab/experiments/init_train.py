@@ -30,18 +30,25 @@ from __future__ import annotations
 
 import json
 import shlex
+import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
 
-from trainlab import data, models, nn, optim
-from trainlab.experiments.common import StudyResult, Table, Verdict, save_figure, study_seeds
+from trainlab import data, models, nn, optim, plotting
+from trainlab.experiments.common import StudyResult, Table, Verdict, digits, run_study, save_figure, study_seeds
 from trainlab.train import Trainer
+from trainlab.trials import Results, make_spec
 
 __all__ = [
     "run",
+    "trials",
+    "analyse",
+    "choose_seeds",
+    "train_trial",
+    "train_spec",
     "TrainSetting",
     "TrainRun",
     "train_mlp",
@@ -187,53 +194,72 @@ def _best_verdict(
     )
 
 
+@plotting.styled
 def _curves_figure(results: dict[tuple[str, str], list[TrainRun]], setting: TrainSetting, path: Path) -> str:
-    from matplotlib.figure import Figure
-
-    colors = {"small_random": "tab:blue", "xavier": "tab:green", "he": "tab:red"}
-    fig = Figure(figsize=(11, 7))
-    axes = fig.subplots(2, 2, sharex=True)
+    fig, axes = plotting.figure(2, 2, figsize=(plotting.MAX_WIDTH, 7.8), sharex=True, layout="constrained")
     epochs = np.arange(1, setting.epochs + 1)
+    handles = {}
     for col, act in enumerate(ACTIVATIONS):
         for row, field in enumerate(("val_accuracy", "train_loss")):
             ax = axes[row, col]
             for init_name in INITS:
                 values = np.array([getattr(r, field) for r in results[init_name, act]], dtype=float)
-                ax.plot(
-                    epochs, np.median(values, axis=0), "o-", ms=3, color=colors[init_name], label=init_name
-                )
+                (handles[init_name],) = ax.plot(epochs, np.median(values, axis=0), **plotting.series(init_name),
+                                                label=init_name)
                 if len(values) > 1:
-                    ax.fill_between(
-                        epochs,
-                        values.min(axis=0),
-                        values.max(axis=0),
-                        color=colors[init_name],
-                        alpha=0.2,
-                        lw=0,
-                    )
-            ax.set_title(f"{act}: {'validation accuracy' if row == 0 else 'training loss'}")
-            ax.grid(True, alpha=0.3)
+                    ax.fill_between(epochs, values.min(axis=0), values.max(axis=0),
+                                    color=plotting.color(init_name), alpha=0.2, lw=0)
             if row == 0:
-                ax.axhline(0.1, color="gray", ls=":", lw=1)
-                ax.set_ylim(0, 1)
-                ax.legend(fontsize=8, loc="lower right")
+                ax.set_title(f"{act}: validation accuracy")
+                handles["chance"] = ax.axhline(0.1, color=plotting.color("reference"), ls=":", lw=1.2,
+                                               label="chance (0.1)")
+                ax.set(ylim=(0, 1.02), ylabel="validation accuracy")
             else:
-                ax.set_xlabel("epoch")
-    fig.suptitle(f"{setting.describe()} (median over seeds, band = min..max; dotted: chance)", fontsize=10)
-    return save_figure(fig, path, dpi=80)
+                ax.set_title(f"{act}: training loss")
+                ax.set(xlabel="epoch", ylabel="training loss (cross-entropy)")
+        plotting.log_scale_if_wide(axes[1, col], np.concatenate([line.get_ydata() for line in axes[1, col].lines]))
+    plotting.figure_legend(fig, list(handles.values()))
+    fig.suptitle(f"{setting.describe()} (median over seeds, band = min..max)")
+    return save_figure(fig, path)
 
 
-def run(
-    *, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] = DEFAULT_SEEDS
-) -> StudyResult:
-    """Run the study; ``quick`` trains with the first seed only (same setting)."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    seeds = study_seeds("init-train", seeds, quick)
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The study's seeds (:data:`DEFAULT_SEEDS` unless given); ``quick`` keeps the first."""
+    return study_seeds(NAME, DEFAULT_SEEDS if seeds is None else seeds, quick)
+
+
+def train_trial(params: dict, ctx: object) -> dict:
+    """One :func:`train_mlp` run: ``params = {init, activation, seed, setting}`` (a :class:`TrainSetting` dict)."""
+    run = train_mlp(params["init"], params["activation"], params["seed"], TrainSetting(**params["setting"]),
+                    digits())
+    return run._asdict()
+
+
+def train_spec(init_name: str, activation: str, seed: int, setting: TrainSetting) -> dict:
+    """The trial spec of one :func:`train_mlp` run (shared with ``depth-30``)."""
+    return make_spec(train_trial, {"init": init_name, "activation": activation, "seed": seed,
+                                   "setting": asdict(setting)})
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """One training run per init x activation x seed."""
+    return [train_spec(i, a, s, SETTING) for a in ACTIVATIONS for i in INITS for s in seeds]
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: object) -> StudyResult:
+    """Run the study (``engine``: :func:`~trainlab.experiments.common.run_study`'s executor options);
+    ``quick`` trains with the first seed only (same setting)."""
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, the curves figure and the table from the trials' records."""
     setting = SETTING
-    splits = data.load("digits")
+    splits = digits()
     results = {
-        (i, a): [train_mlp(i, a, s, setting, splits) for s in seeds] for a in ACTIVATIONS for i in INITS
+        (i, a): [TrainRun(**records.metrics(train_spec(i, a, s, setting))) for s in seeds]
+        for a in ACTIVATIONS for i in INITS
     }
 
     untrained = [

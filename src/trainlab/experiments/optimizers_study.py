@@ -31,27 +31,30 @@ from __future__ import annotations
 import io
 import math
 import os
+import sys
 import tempfile
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from trainlab import data, models, nn, optim
+from trainlab import data, models, nn, optim, plotting
 from trainlab.experiments import surfaces as S
 from trainlab.experiments.common import (
     StudyResult,
     Table,
     Verdict,
-    blas_single_thread,
+    digits,
+    given_seeds,
     new_figure,
-    save_figure,
+    run_study,
     verdict,
 )
+from trainlab.trials import Diverged, Results, make_spec
 
-__all__ = ["run", "OPTIMIZERS", "ADAPTIVE", "DEFAULT_SEEDS", "QUICK_SEEDS", "MLP_LRS"]
+__all__ = ["run", "trials", "analyse", "choose_seeds", "surface_trial", "mlp_trial", "OPTIMIZERS", "ADAPTIVE",
+           "DEFAULT_SEEDS", "QUICK_SEEDS", "MLP_LRS"]
 
 DEFAULT_SEEDS = (0, 1, 2)
 QUICK_SEEDS = (0,)
@@ -60,8 +63,8 @@ OPTIMIZERS = ("sgd", "momentum", "nesterov", "adagrad", "rmsprop", "adam", "adam
 ADAPTIVE = ("adagrad", "rmsprop", "adam")
 LABELS = {"sgd": "SGD", "momentum": "Momentum", "nesterov": "Nesterov", "adagrad": "Adagrad",
           "rmsprop": "RMSprop", "adam": "Adam", "adam_seed": "Adam (seed)"}
-COLORS = {"sgd": "#222222", "momentum": "#1f77b4", "nesterov": "#17becf", "adagrad": "#2ca02c",
-          "rmsprop": "#ff7f0e", "adam": "#d62728", "adam_seed": "#9467bd"}
+#: the momentum family, whose paths coincide on the saddle (the figure's zoomed row draws them apart)
+MOMENTUM_FAMILY = ("sgd", "momentum", "nesterov")
 
 # ---- thresholds, fixed before any run ---------------------------------------------------
 VALLEY_TARGET = 1e-6          #: the valley is solved when f < this
@@ -121,9 +124,51 @@ def _fmt_steps(steps: float | None) -> str:
 
 
 # ------------------------------------------------------------------------- surfaces
-def _sweep(surface: S.Surface, lrs: tuple[float, ...], steps: int,
-           stop: Any) -> dict[str, list[S.Trajectory]]:
-    return {name: [S.trajectory(surface, name, lr, steps, stop=stop) for lr in lrs] for name in OPTIMIZERS}
+#: per surface: the stopping rule of the sweep, the lr of the figures' panel, and the longest display run
+_STOPS = {"valley": lambda w: S.VALLEY.f(w) < VALLEY_TARGET, "saddle": lambda w: S.SADDLE.f(w) <= SADDLE_ESCAPE,
+          "rosenbrock": None}
+_DISPLAY_LR = {"saddle": SADDLE_DISPLAY_LR, "valley": VALLEY_DISPLAY_LR}
+_HORIZON_FACTOR = {"saddle": 1.1, "valley": 1.05}
+
+
+def surface_trial(params: dict, ctx: object) -> dict:
+    """One optimizer on one surface at every lr: ``params = {surface, optimizer, lrs, steps}``.
+
+    Returns per lr where the run stopped, whether it diverged and its last point; and the
+    points of the run the figures draw: on the saddle and the valley the run at the lr
+    nearest the panel's lr, for the longest horizon the figures can ask for (they draw a
+    prefix of it), on Rosenbrock the run at this optimizer's best lr.
+    """
+    surface, name, lrs, steps = S.SURFACES[params["surface"]], params["optimizer"], params["lrs"], params["steps"]
+    runs = [S.trajectory(surface, name, lr, steps, stop=_STOPS[surface.name]) for lr in lrs]
+    if surface.name == "rosenbrock":
+        display = runs[_best_rosenbrock(runs)].points
+    else:
+        lr = lrs[_nearest(tuple(lrs), _DISPLAY_LR[surface.name])]
+        display = S.trajectory(surface, name, lr, int(_HORIZON_FACTOR[surface.name] * steps)).points
+    return {"stopped_at": [r.stopped_at for r in runs], "diverged": [r.diverged for r in runs],
+            "final_point": [r.points[-1] for r in runs], "display_points": display}
+
+
+def _surface_spec(surface: str, name: str, cfg: Config) -> dict:
+    steps = {"valley": cfg.valley_steps, "saddle": cfg.saddle_steps, "rosenbrock": cfg.rosenbrock_steps}[surface]
+    return make_spec(surface_trial, {"surface": surface, "optimizer": name, "lrs": [float(v) for v in cfg.surface_lrs],
+                                     "steps": steps})
+
+
+def _sweep(records: Results, surface: str, cfg: Config) -> dict[str, list[S.Trajectory]]:
+    """Each optimizer's runs over the lr grid (each Trajectory holds only its last point)."""
+    out = {}
+    for name in OPTIMIZERS:
+        m = records.metrics(_surface_spec(surface, name, cfg))
+        out[name] = [S.Trajectory(np.asarray([p]), stop, div)
+                     for p, stop, div in zip(m["final_point"], m["stopped_at"], m["diverged"], strict=True)]
+    return out
+
+
+def _display(records: Results, surface: str, cfg: Config) -> dict[str, S.Trajectory]:
+    return {name: S.Trajectory(np.asarray(records.metrics(_surface_spec(surface, name, cfg))["display_points"]),
+                               None, False) for name in OPTIMIZERS}
 
 
 def _best_by_steps(runs: list[S.Trajectory]) -> tuple[int | None, float | None]:
@@ -140,25 +185,35 @@ def _best_rosenbrock(runs: list[S.Trajectory]) -> int:
     return int(np.argmin(finals))
 
 
-def _contour(ax: Any, surface: S.Surface) -> None:
+#: how each rule's path is drawn on the surfaces, beyond its colour, line style and marker
+#: (:func:`trainlab.plotting.series`): where paths coincide, the wider line lies below the
+#: narrower, so every one of them shows (the momentum family: SGD widest, Nesterov on top)
+_WIDTH = {"sgd": 3.6, "momentum": 2.4, "nesterov": 1.8, "adagrad": 3.0, "rmsprop": 2.3, "adam": 1.8, "adam_seed": 1.8}
+_ZORDER = {"sgd": 2.0, "momentum": 2.2, "nesterov": 2.4, "adagrad": 2.1, "rmsprop": 2.3, "adam": 2.5, "adam_seed": 2.6}
+#: the zoomed window of the saddle's small multiples: the stretch where the momentum family's paths coincide
+_SADDLE_ZOOM = ((-0.85, 1.12), (-0.25, 1.65))
+_NEAR_SADDLE = 0.05           #: the small multiples count the steps spent this close to (0, 0)
+
+
+def _contour(ax: Any, surface: S.Surface, faint: bool = False) -> None:
+    """Contours of ``surface``, its saddle point or minimum, and the start point; axes named x and y."""
     xs = np.linspace(*surface.xlim, 240)
     ys = np.linspace(*surface.ylim, 240)
     gx, gy = np.meshgrid(xs, ys)
     z = surface.f(np.stack([gx, gy]))
+    kw = {"colors": "#c8c8c8" if faint else "#a0a0a0", "linewidths": 0.6, "linestyles": "solid", "zorder": 1}
     if surface.name == "saddle":
-        ax.contour(gx, gy, z, levels=np.linspace(-2.5, 1.5, 17), cmap="Greys", linewidths=0.6)
-        ax.plot([0], [0], "kx", ms=7)
+        ax.contour(gx, gy, z, levels=np.linspace(-2.5, 1.5, 9 if faint else 17), **kw)
+        ax.plot([0], [0], "x", color="black", ms=9, mew=2, zorder=6, label="saddle point (0, 0)")
     else:
         levels = np.logspace(-3, np.log10(z.max()), 18)
-        ax.contour(gx, gy, z, levels=levels, cmap="Greys", linewidths=0.6, norm=_log_norm())
-        ax.plot(*surface.minimum, "k*", ms=9)
-    ax.plot(*surface.start, "ko", ms=4)
+        ax.contour(gx, gy, z, levels=levels, norm=_log_norm(), **kw)
+        ax.plot(*surface.minimum, "*", color="black", ms=13, zorder=6, label="minimum")
+    ax.plot(*surface.start, "o", ms=10, mfc="none", mec="black", mew=2, zorder=6, label="start")
     ax.set_xlim(*surface.xlim)
     ax.set_ylim(*surface.ylim)
-    ax.set_title(f"{surface.name}: {surface.formula}", fontsize=9)
-    ax.tick_params(labelsize=7)
-
-
+    ax.set(xlabel="x", ylabel="y")
+    ax.grid(False)
 
 
 def _log_norm() -> Any:
@@ -167,22 +222,35 @@ def _log_norm() -> Any:
     return LogNorm()
 
 
-def _panels(display: dict[str, dict[str, tuple[S.Trajectory, float]]]) -> tuple[Any, list[Any], list[Any]]:
-    """A 1x3 figure with contours and one (empty) line per optimizer per panel."""
-    fig = new_figure(figsize=(12.5, 4.2))
-    axes = fig.subplots(1, 3)
+def _path_style(name: str) -> dict[str, Any]:
+    return plotting.series(name, lw=_WIDTH[name], zorder=_ZORDER[name], ms=8, mec="white", mew=0.8)
+
+
+def _surface_panels(fig: Any, display: dict[str, dict[str, tuple[S.Trajectory, float]]]
+                    ) -> tuple[list[Any], list[list[tuple[Any, S.Trajectory]]]]:
+    """One panel a surface in the (sub)figure ``fig``: contours and one (empty) line per rule, whose
+    marker sits at the line's last point; one legend below the panels says which is which."""
+    axes = fig.subplots(1, len(display))
     lines = []
     for ax, (sname, runs) in zip(axes, display.items(), strict=True):
-        _contour(ax, S.SURFACES[sname])
+        surface = S.SURFACES[sname]
+        _contour(ax, surface)
+        lrs = {lr for _, lr in runs.values()}
+        ax.set_title(sname + (f", lr {_fmt_lr(lrs.pop())}" if len(lrs) == 1 else ", each rule at its best lr")
+                     + f"\nf = {surface.formula}")
         panel = []
         for name, (traj, lr) in runs.items():
-            (line,) = ax.plot([], [], "-", color=COLORS[name], lw=2.0 if name == "sgd" else 1.4,
-                              zorder=3 if name == "sgd" else 2, label=f"{LABELS[name]} ({_fmt_lr(lr)})")
+            (line,) = ax.plot([], [], **_path_style(name), markevery=[-1], label=f"{LABELS[name]} ({_fmt_lr(lr)})")
             panel.append((line, traj))
-        ax.legend(fontsize=6.5, loc="lower left" if sname != "rosenbrock" else "upper right", framealpha=0.8)
         lines.append(panel)
-    fig.tight_layout()
-    return fig, list(axes), lines
+    rules = [line for line, _ in lines[-1]]
+    marks = [m for ax in axes for m in ax.lines if m.get_label() in ("start", "minimum", "saddle point (0, 0)")]
+    unique_marks = list({m.get_label(): m for m in marks}.values())
+    per_panel_lr = [sname for sname, runs in display.items() if len({lr for _, lr in runs.values()}) > 1]
+    title = (f"rule (its lr on {', '.join(per_panel_lr)}); end of each path: its marker"
+             if per_panel_lr else "rule; end of each path: its marker")
+    plotting.figure_legend(fig, rules + unique_marks, ncols=5, title=title)
+    return list(axes), lines
 
 
 def _clip(points: np.ndarray, surface: S.Surface) -> np.ndarray:
@@ -195,20 +263,67 @@ def _clip(points: np.ndarray, surface: S.Surface) -> np.ndarray:
     return pts
 
 
-def _trajectory_figures(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int],
-                        out: Path, frames: int) -> dict[str, str]:
-    figures = {}
-    fig, axes, panels = _panels(display)
+def _saddle_multiples(fig: Any, runs: dict[str, tuple[S.Trajectory, float]], horizon: int) -> list[Any]:
+    """The saddle zoomed, one panel per rule of the momentum family, whose paths coincide there:
+    every iterate a dot, the escape (the first f ≤ SADDLE_ESCAPE) marked, the other two in grey."""
+    axes = fig.subplots(1, len(MOMENTUM_FAMILY), sharex=True, sharey=True)
+    paths = {n: runs[n][0].points[: horizon + 1] for n in MOMENTUM_FAMILY}
+    for ax, name in zip(axes, MOMENTUM_FAMILY, strict=True):
+        _contour(ax, S.SADDLE, faint=True)
+        for other in MOMENTUM_FAMILY:
+            if other != name:
+                ax.plot(paths[other][:, 0], paths[other][:, 1], color="#bbbbbb", lw=1.2, zorder=1.5,
+                        ls=plotting.LINESTYLES[other])
+        pts = paths[name]
+        look = plotting.series(name)
+        ax.plot(pts[:, 0], pts[:, 1], color=look["color"], ls=look["linestyle"], lw=1.6, zorder=3,
+                marker=".", ms=6, label="one dot a step")
+        escaped = np.nonzero(S.SADDLE.f(pts.T) <= SADDLE_ESCAPE)[0]
+        near = int(np.sum(np.hypot(pts[:, 0], pts[:, 1]) < _NEAR_SADDLE))
+        title = f"{LABELS[name]}, lr {_fmt_lr(runs[name][1])}"
+        if escaped.size:
+            k = int(escaped[0])
+            ax.plot(*pts[k], marker=look["marker"], color=look["color"], ms=11, mec="black", zorder=5,
+                    ls="none", label=f"escape (f ≤ {SADDLE_ESCAPE:g})")
+            ax.annotate(f"step {k}", pts[k], xytext=(10, -4), textcoords="offset points", va="top",
+                        fontweight="bold", color=look["color"])
+            title += f": escapes at step {k}"
+        ax.text(0.97, 0.5, f"{near} steps within {_NEAR_SADDLE:g}\nof the saddle point", transform=ax.transAxes,
+                ha="right", va="center", bbox={"fc": "white", "ec": "#cccccc"})
+        ax.set_title(title)
+        ax.set_xlim(*_SADDLE_ZOOM[0])
+        ax.set_ylim(*_SADDLE_ZOOM[1])
+    for ax in axes[1:]:
+        ax.set_ylabel("")
+        ax.tick_params(labelleft=False)
+    fig.suptitle("the saddle, zoomed, where the momentum family's paths coincide: one panel each, one dot a step "
+                 "(grey: the other two)", fontsize=plotting.RC["axes.titlesize"])
+    return list(axes)
+
+
+@plotting.styled
+def _trajectory_png(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int],
+                    path: Path) -> Path:
+    fig, _ = plotting.figure(0, figsize=(plotting.MAX_WIDTH, 9.6), layout="constrained")
+    top, bottom = fig.subfigures(2, 1, height_ratios=(1.2, 1.0))
+    _, panels = _surface_panels(top, display)
     for sname, panel in zip(display, panels, strict=True):
         for line, traj in panel:
             pts = _clip(traj.points[: horizon[sname] + 1], S.SURFACES[sname])
             line.set_data(pts[:, 0], pts[:, 1])
-    png = out / "optimizers_trajectories.png"
-    save_figure(fig, png, dpi=80)
-    caption = (f"Trajectories: the saddle with every rule at lr {SADDLE_DISPLAY_LR:g} ({horizon['saddle']} "
-               f"steps), the ill-conditioned valley at lr {VALLEY_DISPLAY_LR:g} ({horizon['valley']} "
-               f"steps), Rosenbrock with each rule at its best lr of the grid ({horizon['rosenbrock']} "
-               "steps); the legend gives the lr")
+    _saddle_multiples(bottom, display["saddle"], horizon["saddle"])
+    return plotting.save_png(fig, path)
+
+
+def _trajectory_figures(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int],
+                        out: Path, frames: int) -> dict[str, str]:
+    figures = {}
+    png = _trajectory_png(display, horizon, out / "optimizers_trajectories.png")
+    caption = (f"Trajectories (the real iterates): the saddle with every rule at lr {SADDLE_DISPLAY_LR:g} "
+               f"({horizon['saddle']} steps), the ill-conditioned valley at lr {VALLEY_DISPLAY_LR:g} "
+               f"({horizon['valley']} steps), Rosenbrock with each rule at its best lr of the grid "
+               f"({horizon['rosenbrock']} steps; the legend gives the lr). Below: the saddle zoomed, one panel "
+               "for each of SGD, Momentum and Nesterov, whose paths coincide there (one dot a step)")
     figures[caption] = png.name
 
     _write_gif(display, horizon, out / "optimizers_trajectories.gif", frames)
@@ -222,7 +337,7 @@ def _gif_palette() -> Any:
     from PIL import Image
 
     entries = [(v, v, v) for v in np.linspace(0, 255, 64).round().astype(int)]
-    for color in COLORS.values():
+    for color in (plotting.color(n) for n in OPTIMIZERS):
         rgb = np.array(to_rgb(color)) * 255
         entries += [tuple(int(round(c)) for c in rgb + (255 - rgb) * t) for t in (0.0, 0.35, 0.65)]
     flat = [c for entry in entries for c in entry]
@@ -263,7 +378,7 @@ def _shared_palette_writer() -> type:
 
 
 def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizon: dict[str, int], path: Path,
-               frames: int, dpi: int = 64) -> None:
+               frames: int, dpi: int = 80) -> None:
     """Animate the trajectories with FuncAnimation + PillowWriter, written atomically to ``path``.
 
     The contours, axes and legends are drawn once into a background image; each frame
@@ -273,12 +388,14 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
     from matplotlib.animation import FuncAnimation
     from matplotlib.transforms import Bbox, TransformedBbox
 
-    fig, axes, panels = _panels(display)
-    for panel in panels:
-        for line, _ in panel:
-            line.set_visible(False)
-    fig.set_dpi(dpi)
-    fig.canvas.draw()
+    with plotting.style():
+        fig, _ = plotting.figure(0, figsize=(plotting.MAX_WIDTH, 5.4), layout="constrained")
+        axes, panels = _surface_panels(fig, display)
+        for panel in panels:
+            for line, _ in panel:
+                line.set_visible(False)
+        fig.set_dpi(dpi)
+        fig.canvas.draw()
     # the drawn figure, with a white strip below it for the step counter
     strip = int(0.3 * dpi)
     drawn = np.asarray(fig.canvas.buffer_rgba())
@@ -290,7 +407,8 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
         surface = S.SURFACES[sname]
         x0, y0, w, h = ax.bbox.bounds
         tracks.append([(ax.transData.transform(_clip(traj.points[: horizon[sname] + 1], surface))
-                        + [0, strip], line.get_color(), (x0, y0 + strip, w, h)) for line, traj in panel])
+                        + [0, strip], name, (x0, y0 + strip, w, h))
+                       for name, (line, traj) in zip(display[sname], panel, strict=True)])
 
     anim_fig = new_figure(figsize=(width / dpi, height / dpi), dpi=dpi)
     canvas_ax = anim_fig.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -300,15 +418,17 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
     canvas_ax.set_axis_off()
     artists = []
     for sname, panel in zip(display, tracks, strict=True):
-        for pixels, color, clip in panel:
+        for pixels, name, clip in panel:
             box = TransformedBbox(Bbox.from_bounds(*clip), canvas_ax.transData)
-            zorder = 3 if color == COLORS["sgd"] else 2
-            (line,) = canvas_ax.plot([], [], "-", color=color, lw=1.4, zorder=zorder)
-            (head,) = canvas_ax.plot([], [], "o", color=color, ms=4)
+            look = _path_style(name)
+            marker = look.pop("marker")
+            (line,) = canvas_ax.plot([], [], **look)
+            (head,) = canvas_ax.plot([], [], marker, color=look["color"], ms=7, zorder=look["zorder"] + 1,
+                                     mec="white", mew=0.6)
             line.set_clip_box(box)
             head.set_clip_box(box)
             artists.append((sname, pixels, line, head))
-    label = canvas_ax.text(width / 2, strip / 2, "", ha="center", va="center", fontsize=9)
+    label = canvas_ax.text(width / 2, strip / 2, "", ha="center", va="center", fontsize=11)
 
     def step_of(sname: str, frame: int) -> int:
         return int(round(horizon[sname] * frame / max(frames - 1, 1)))
@@ -336,11 +456,11 @@ def _write_gif(display: dict[str, dict[str, tuple[S.Trajectory, float]]], horizo
         raise
 
 
-def _surface_study(cfg: Config, out: Path) -> PartResult:
+def _surface_study(records: Results, cfg: Config, out: Path) -> PartResult:
     lrs = cfg.surface_lrs
-    valley = _sweep(S.VALLEY, lrs, cfg.valley_steps, lambda w: S.VALLEY.f(w) < VALLEY_TARGET)
-    saddle = _sweep(S.SADDLE, lrs, cfg.saddle_steps, lambda w: S.SADDLE.f(w) <= SADDLE_ESCAPE)
-    rosen = _sweep(S.ROSENBROCK, lrs, cfg.rosenbrock_steps, None)
+    valley = _sweep(records, "valley", cfg)
+    saddle = _sweep(records, "saddle", cfg)
+    rosen = _sweep(records, "rosenbrock", cfg)
 
     best_valley = {n: _best_by_steps(valley[n]) for n in OPTIMIZERS}
     best_saddle = {n: _best_by_steps(saddle[n]) for n in OPTIMIZERS}
@@ -399,12 +519,12 @@ def _surface_study(cfg: Config, out: Path) -> PartResult:
     horizon = {"saddle": int(1.1 * (sgd_escape or cfg.saddle_steps)),
                "valley": int(1.05 * (gd_converge or cfg.valley_steps)),
                "rosenbrock": cfg.rosenbrock_steps}
+    # the trials ran the display runs for the longest horizon; the figures draw the first horizon + 1 points
+    shown = {sname: _display(records, sname, cfg) for sname in ("saddle", "valley", "rosenbrock")}
     display = {
-        "saddle": {n: (S.trajectory(S.SADDLE, n, saddle_lr, horizon["saddle"]), saddle_lr)
-                   for n in OPTIMIZERS},
-        "valley": {n: (S.trajectory(S.VALLEY, n, valley_lr, horizon["valley"]), valley_lr)
-                   for n in OPTIMIZERS},
-        "rosenbrock": {n: (rosen[n][best_rosen[n]], lrs[best_rosen[n]]) for n in OPTIMIZERS},
+        "saddle": {n: (shown["saddle"][n], saddle_lr) for n in OPTIMIZERS},
+        "valley": {n: (shown["valley"][n], valley_lr) for n in OPTIMIZERS},
+        "rosenbrock": {n: (shown["rosenbrock"][n], lrs[best_rosen[n]]) for n in OPTIMIZERS},
     }
     figures = _trajectory_figures(display, horizon, out, cfg.gif_frames)
 
@@ -482,10 +602,21 @@ def _train_mlp(name: str, lr: float, seed: int, epochs: int, splits: Any) -> dic
             "final_loss": float(curve[-1]), "val_accuracy": val_acc if not diverged else math.nan}
 
 
-def _mlp_study(cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
-    splits = data.load("digits")
+def mlp_trial(params: dict, ctx: object) -> dict:
+    """:func:`_train_mlp` as a trial: ``params = {optimizer, lr, seed, epochs}`` (diverged: non-finite loss)."""
+    result = _train_mlp(params["optimizer"], params["lr"], params["seed"], params["epochs"], digits())
+    if math.isnan(result["val_accuracy"]):
+        raise Diverged(f"{params['optimizer']} at lr {params['lr']:g}: non-finite loss", result)
+    return result
+
+
+def _mlp_spec(name: str, lr: float, seed: int, cfg: Config) -> dict:
+    return make_spec(mlp_trial, {"optimizer": name, "lr": lr, "seed": seed, "epochs": cfg.mlp_epochs})
+
+
+def _mlp_study(records: Results, cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
     results: dict[str, dict[float, list[dict[str, Any]]]] = {
-        n: {lr: [_train_mlp(n, lr, s, cfg.mlp_epochs, splits) for s in seeds] for lr in MLP_LRS[n]}
+        n: {lr: [records.metrics(_mlp_spec(n, lr, s, cfg)) for s in seeds] for lr in MLP_LRS[n]}
         for n in OPTIMIZERS}
 
     def mean_steps(runs: list[dict[str, Any]]) -> float:
@@ -522,32 +653,7 @@ def _mlp_study(cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
                      "val accuracy"],
                     rows)]
 
-    fig = new_figure(figsize=(11, 4))
-    ax, ax2 = fig.subplots(1, 2)
-    for n in OPTIMIZERS:
-        runs = results[n][best[n]]
-        curve = np.mean([r["loss"] for r in runs], axis=0)
-        ax.plot(runs[0]["steps"], curve, color=COLORS[n], lw=1.3, ls="--" if n == "adam_seed" else "-",
-                label=f"{LABELS[n]} (lr {_fmt_lr(best[n])})")
-        finals = [mean_final(results[n][lr]) for lr in MLP_LRS[n]]
-        ax2.plot(MLP_LRS[n], np.where(np.isfinite(finals), finals, np.nan), marker="o", color=COLORS[n],
-                 label=LABELS[n],
-                 ls="--" if n == "adam_seed" else "-")
-    ax.axhline(LOSS_TARGET, color="grey", lw=0.8, ls=":")
-    ax.set_yscale("log")
-    ax.set_xlabel("step")
-    ax.set_ylabel("training loss (whole training split)")
-    ax.set_title("Digits MLP: each optimizer at its best lr", fontsize=10)
-    ax.legend(fontsize=7)
-    ax2.set_xscale("log")
-    ax2.set_yscale("log")
-    ax2.set_xlabel("learning rate")
-    ax2.set_ylabel(f"final training loss ({cfg.mlp_epochs} epochs)")
-    ax2.set_title("Learning-rate grids", fontsize=10)
-    ax2.legend(fontsize=7)
-    fig.tight_layout()
-    path = out / "optimizers_mlp_loss.png"
-    save_figure(fig, path, dpi=90)
+    path = _mlp_figure(results, best, cfg, out / "optimizers_mlp_loss.png")
     figures = {f"Digits MLP training loss (mean over seeds); dotted line: target {LOSS_TARGET:g}": path.name}
 
     numbers = {
@@ -560,24 +666,72 @@ def _mlp_study(cfg: Config, seeds: tuple[int, ...], out: Path) -> PartResult:
     return verdicts, tables, figures, numbers
 
 
-# ------------------------------------------------------------------------- entry point
-def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> StudyResult:
+@plotting.styled
+def _mlp_figure(results: dict[str, dict[float, list[dict[str, Any]]]], best: dict[str, float], cfg: Config,
+                path: Path) -> Path:
+    """Each rule's loss curve at its best lr (mean over seeds), and its final loss over its lr grid."""
+    fig, (ax, ax2) = plotting.figure(1, 2, figsize=(plotting.MAX_WIDTH, 5.0), layout="constrained")
+    curves = []
+    for n in OPTIMIZERS:
+        runs = results[n][best[n]]
+        curve = np.mean([r["loss"] for r in runs], axis=0)
+        look = plotting.series(n, lw=1.7)
+        marker = look.pop("marker")
+        curves += ax.plot(runs[0]["steps"], curve, **look, label=f"{LABELS[n]} (best lr {_fmt_lr(best[n])})")
+        finals = [float(np.mean([r["final_loss"] for r in results[n][lr]])) for lr in MLP_LRS[n]]
+        ax2.plot(MLP_LRS[n], np.where(np.isfinite(finals), finals, np.nan), **look, marker=marker, ms=7)
+        ax2.plot([best[n]], [finals[MLP_LRS[n].index(best[n])]], marker=marker, color=look["color"], ms=13,
+                 mfc="none", mew=1.6, ls="none")
+    curves.append(ax.axhline(LOSS_TARGET, color=plotting.color("reference"), lw=1.2, ls=":",
+                             label=f"target {LOSS_TARGET:g}"))
+    ax.set_yscale("log")
+    ax.set(xlabel="step", ylabel="training loss (whole training split)",
+           title="each rule at its best lr")
+    ax2.set_xscale("log")
+    ax2.set_yscale("log")
+    ax2.set(xlabel="learning rate", ylabel=f"final training loss ({cfg.mlp_epochs} epochs)",
+            title="each rule's lr grid (ring: its best lr,\nthe fewest steps to the target)")
+    plotting.figure_legend(fig, curves, ncols=4)
+    fig.suptitle("Digits MLP " + "-".join(map(str, (64, *MLP_HIDDEN, 10))) + f" (ReLU), batch {MLP_BATCH}, "
+                 "mean over seeds")
+    return plotting.save_png(fig, path)
+
+
+# ------------------------------------------------------------------------- the study
+NAME = "optimizers"
+
+
+def choose_seeds(quick: bool, seeds: tuple[int, ...] | None) -> tuple[int, ...]:
+    """The given seeds, else ``(0, 1, 2)`` (quick: ``(0,)``); they seed the MLP runs only."""
+    return given_seeds(NAME, seeds, DEFAULT_SEEDS, QUICK_SEEDS, quick)
+
+
+def trials(*, quick: bool, seeds: tuple[int, ...]) -> list[dict]:
+    """Each optimizer on each surface (all lrs in one trial), then every MLP run."""
+    cfg = QUICK if quick else FULL
+    return ([_surface_spec(surface, n, cfg) for surface in ("valley", "rosenbrock", "saddle") for n in OPTIMIZERS]
+            + [_mlp_spec(n, lr, s, cfg) for n in OPTIMIZERS for lr in MLP_LRS[n] for s in seeds])
+
+
+def run(*, quick: bool = False, out: str | Path = "lab", seeds: tuple[int, ...] | None = None,
+        **engine: Any) -> StudyResult:
     """Run the ``optimizers`` study; figures go into ``out``.
 
     Args:
         quick: the CI size (coarser lr grid on the surfaces, 5 MLP epochs, seed 0).
-        out: folder for the figures.
+        out: folder for the figures (the trial records go to ``out/trials/optimizers``).
         seeds: seeds of the MLP runs (default ``(0, 1, 2)``, quick ``(0,)``); the surfaces are
             deterministic.
+        engine: executor options of :func:`~trainlab.experiments.common.run_study`.
     """
+    return run_study(sys.modules[__name__], quick=quick, out=out, seeds=seeds, **engine)
+
+
+def analyse(records: Results, *, quick: bool, seeds: tuple[int, ...], out: Path) -> StudyResult:
+    """Verdicts, tables, figures and the GIF from the trials' records."""
     cfg = QUICK if quick else FULL
-    seeds = tuple(seeds) if seeds is not None else (QUICK_SEEDS if quick else DEFAULT_SEEDS)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    start = time.perf_counter()
-    with blas_single_thread():
-        v1, t1, f1, n1 = _surface_study(cfg, out)
-        v2, t2, f2, n2 = _mlp_study(cfg, seeds, out)
+    v1, t1, f1, n1 = _surface_study(records, cfg, out)
+    v2, t2, f2, n2 = _mlp_study(records, cfg, seeds, out)
     summary = (
         "The seed's six update rules (SGD, Momentum, Nesterov, Adagrad, RMSprop, Adam; PyTorch's defaults "
         "apart from the learning rate) and the seed-exact Adam (no bias correction, ε inside the square "
@@ -601,5 +755,4 @@ def run(*, quick: bool, out: Path, seeds: tuple[int, ...] | None = None) -> Stud
         figures={**f1, **f2},
         tables=t1 + t2,
         numbers={**n1, **n2, "seeds": list(seeds), "quick": quick},
-        seconds=time.perf_counter() - start,
     )

@@ -117,18 +117,20 @@ def trajectory(
     steps: int,
     *,
     stop: Callable[[np.ndarray], bool] | None = None,
+    **hyperparameters: Any,
 ) -> Trajectory:
-    """Run ``optim.create(optimizer, [p], lr=lr)`` on ``surface`` for up to ``steps`` steps.
+    """Run ``optim.create(optimizer, [p], lr=lr, **hyperparameters)`` on ``surface`` for up to ``steps`` steps.
 
     Args:
         surface: the function and start point.
-        optimizer: a name in :data:`trainlab.optim.names` (defaults for everything but ``lr``).
+        optimizer: a name in :data:`trainlab.optim.names`.
         lr: the learning rate.
         steps: the most updates to take.
         stop: a predicate on the point; the run ends at the first step where it holds.
+        hyperparameters: the rule's other arguments (``momentum``, ``betas``, ...; defaults otherwise).
     """
     p = nn.Parameter(np.array(surface.start, dtype=np.float64))
-    opt = optim.create(optimizer, [p], lr=lr)
+    opt = optim.create(optimizer, [p], lr=lr, **hyperparameters)
     points = [p.data.copy()]
     stopped_at, diverged = None, False
     with np.errstate(all="ignore"):

@@ -19,10 +19,12 @@ polls); ``{"type": "error", "key", "message"}`` refuses a bad configuration or c
 leaves the session as it was; ``{"type": "paused", "reason"}`` says the session stopped by
 itself (a limit, or divergence).
 
-Training runs in worker threads, off the event loop. At most :data:`CORES` sessions step at a
-time (a fair semaphore; each holds it for one chunk of about :data:`CHUNK_SECONDS`), and BLAS is
-held to one thread while the app runs, so eight sessions share two cores by turns instead of
-thrashing. A session lives as long as its websocket: a closed tab frees it.
+Training runs off the event loop, on :data:`CORES` worker threads fed from one first-come,
+first-served queue: each session queues one chunk of play at a time (at most
+:data:`CHUNK_SECONDS`, shorter when many sessions share the cores), and BLAS is held to one
+thread while the app runs, so eight sessions share two cores by turns instead of thrashing. A
+session lives as long as its websocket: a closed tab frees it, and its memory goes back to the
+system once its last chunk ends.
 """
 
 from __future__ import annotations
@@ -37,10 +39,10 @@ import logging
 import os
 import threading
 from collections.abc import AsyncIterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import anyio
 import anyio.to_thread
 from starlette.applications import Starlette
 from starlette.responses import FileResponse
@@ -58,20 +60,25 @@ __all__ = ["create_app", "SessionRegistry", "STATIC", "CORES", "CHUNK_SECONDS"]
 log = logging.getLogger("trainlab.playground")
 
 STATIC = Path(__file__).parent / "static"
-CORES = max(1, min(2, os.cpu_count() or 1))   #: sessions that step at the same time
-CHUNK_SECONDS = 0.03                           #: a playing session reports after about this long
+CORES = max(1, os.cpu_count() or 1)   #: sessions that step at the same time (one per core)
+CHUNK_SECONDS = 0.04     #: a playing session reports after about this long, at most ...
+CHUNK_SHARE = 0.1        #: ... and at most this times cores / sessions (8 sessions on 2 cores: 25 ms)
+MAX_PENDING_STEPS = 100  #: step requests a session queues at most
 
 
 class SessionRegistry:
-    """The live sessions (one per websocket), bounded in number, with a fair turn to compute."""
+    """The live sessions (one per websocket), bounded in number, and the worker threads they share.
+
+    Work runs on ``cores`` worker threads fed from one first-come, first-served queue, so a
+    session waits for the chunks queued before its own and no more.
+    """
 
     def __init__(self, max_sessions: int, cores: int = CORES) -> None:
-        self.max_sessions = int(max_sessions)
+        self.max_sessions, self.cores = int(max_sessions), int(cores)
         self._lock = threading.Lock()
         self._live: set[int] = set()
         self._next = 0
-        self.turns = _FairSemaphore(cores)
-        self.limiter = anyio.CapacityLimiter(self.max_sessions + 2)
+        self.executor = ThreadPoolExecutor(max_workers=self.cores, thread_name_prefix="trainlab-playground")
 
     def open(self) -> int | None:
         """A new session id, or None when the server is full."""
@@ -92,27 +99,16 @@ class SessionRegistry:
             return len(self._live)
 
 
-class _FairSemaphore:
-    """A counting semaphore that serves waiters first come, first served (no barging)."""
+def _encode(message: dict[str, Any]) -> str:
+    """Strict JSON (``NaN``/``Infinity`` are not JSON and a browser's ``JSON.parse`` refuses them)."""
+    return json.dumps(message, allow_nan=False, separators=(",", ":"))
 
-    def __init__(self, value: int) -> None:
-        self._cond = threading.Condition()
-        self._free = int(value)
-        self._queue: list[object] = []
 
-    def __enter__(self) -> None:
-        me = object()
-        with self._cond:
-            self._queue.append(me)
-            while self._queue.index(me) >= self._free:    # not yet among the first `free` waiters
-                self._cond.wait()
-            self._queue.remove(me)
-            self._free -= 1
-
-    def __exit__(self, *exc: Any) -> None:
-        with self._cond:
-            self._free += 1
-            self._cond.notify_all()
+def _advance(session: Session, steps: int | None, budget: float | None,
+             boundary: bool | None = None) -> tuple[dict[str, Any], str]:
+    """One chunk, and its message encoded in the same worker thread (off the event loop)."""
+    update = session.advance(steps, budget, boundary) if steps != 0 else session.update(boundary)
+    return update, _encode(update)
 
 
 def _release_memory() -> None:
@@ -135,10 +131,13 @@ class _Connection:
         self.pending_steps: list[str] = []
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
+        self.idle = threading.Condition()
+        self.inflight = 0
 
-    async def send(self, message: dict[str, Any], session: Session | None = None) -> None:
-        """Send ``message`` (strict JSON: no NaN); with ``session``, only while it is still the current one."""
-        text = json.dumps(message, allow_nan=False, separators=(",", ":"))
+    async def send(self, message: dict[str, Any] | str, session: Session | None = None) -> None:
+        """Send ``message`` (strict JSON: no NaN; a ``str`` is sent as encoded); with ``session``,
+        only while it is still the current one."""
+        text = message if isinstance(message, str) else _encode(message)
         async with self.send_lock:
             if session is None or session is self.session:
                 await self.ws.send_text(text)
@@ -147,11 +146,27 @@ class _Connection:
         await self.send({"type": "error", "key": key, "message": message})
 
     async def compute(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` in a worker thread, taking a turn at the cores."""
-        def run() -> Any:
-            with self.registry.turns:
-                return fn(*args)
-        return await anyio.to_thread.run_sync(run, limiter=self.registry.limiter)
+        """``fn(*args)`` on the shared worker threads, in its turn (first come, first served)."""
+        with self.idle:
+            self.inflight += 1
+        future = self.registry.executor.submit(fn, *args)
+        future.add_done_callback(self._finished)      # also when cancelled before it ran (a closed tab)
+        return await asyncio.wrap_future(future)
+
+    def _finished(self, future: Any) -> None:
+        with self.idle:
+            self.inflight -= 1
+            self.idle.notify_all()
+
+    def wait_idle(self, seconds: float) -> bool:
+        """Block until no computation of this connection is running (at most ``seconds``)."""
+        with self.idle:
+            return self.idle.wait_for(lambda: self.inflight == 0, timeout=seconds)
+
+    def chunk_seconds(self) -> float:
+        """How long one chunk of play may run: shorter when more sessions share the cores."""
+        share = CHUNK_SHARE * self.registry.cores / max(1, self.registry.count)
+        return min(CHUNK_SECONDS, max(0.005, share))
 
     # ------------------------------------------------------------------ commands
     async def start(self, message: dict[str, Any], *, state: Any = None) -> None:
@@ -170,14 +185,13 @@ class _Connection:
                 return
         self.playing = False
         self.pending_steps.clear()
-        self.session = None
         try:
             session = await self.compute(
                 lambda: Session(state, max_steps=self.limits["max_steps"], max_seconds=self.limits["max_seconds"]))
-        except (ValueError, TypeError) as exc:   # a configuration the library itself refuses
+        except (ValueError, TypeError) as exc:   # a configuration the library itself refuses: keep the old one
             await self.error("state", f"cannot build this configuration: {exc}")
             return
-        self.session = session
+        self.session = session                   # from here on, updates of the previous session are dropped
         await self.send(session.describe(), session)
         await self.send(await self.compute(session.update, True), session)
         self.playing = bool(message.get("play", False))
@@ -220,6 +234,9 @@ class _Connection:
                     return
                 if kind == "play":
                     self.playing = True
+                elif len(self.pending_steps) >= MAX_PENDING_STEPS:
+                    await self.error("step", f"step: {MAX_PENDING_STEPS} step requests are already waiting")
+                    return
                 else:
                     self.pending_steps.append(unit)
                 self.wake.set()
@@ -248,15 +265,21 @@ class _Connection:
         if self.pending_steps:
             unit = self.pending_steps.pop(0)
             remaining = 1 if unit == "batch" else session.steps_to_epoch_end()
+            update: dict[str, Any] = {}
             while remaining > 0 and self.session is session:
                 before = session.step
-                update = await self.compute(session.advance, remaining, CHUNK_SECONDS)
+                update, text = await self.compute(_advance, session, remaining, self.chunk_seconds(),
+                                                  True if unit == "batch" else None)
                 remaining -= session.step - before
-                await self.send(update, session)
+                await self.send(text, session)
                 if update["finished"] or session.step == before:
                     break
+            if session.two_d and "boundary" not in update and self.session is session:   # show where it ended
+                _, text = await self.compute(_advance, session, 0, None, True)
+                await self.send(text, session)
         else:
-            await self.send(await self.compute(session.advance, None, CHUNK_SECONDS), session)
+            _, text = await self.compute(_advance, session, None, self.chunk_seconds())
+            await self.send(text, session)
         if self.session is session and session.finished and (self.playing or self.pending_steps):
             self.playing = False
             self.pending_steps.clear()
@@ -308,6 +331,7 @@ def create_app(*, max_sessions: int | None = None, limits: dict[str, Any] | None
         try:
             yield
         finally:
+            registry.executor.shutdown(wait=True, cancel_futures=True)
             if blas is not None:
                 blas.restore_original_limits()
 
@@ -322,6 +346,8 @@ def create_app(*, max_sessions: int | None = None, limits: dict[str, Any] | None
         except WebSocketDisconnect:
             pass
         finally:
+            # a chunk still running in a worker thread holds the session: free the memory after it
+            await anyio.to_thread.run_sync(connection.wait_idle, 30.0)
             del connection
             await anyio.to_thread.run_sync(_release_memory)
 

@@ -36,14 +36,15 @@ from trainlab import data, init, models, nn, optim
 from trainlab.monitor import Monitor
 from trainlab.playground.config import TEST_FRACTION, VAL_FRACTION, State, optimizer_kwargs
 
-__all__ = ["Session", "Run", "ShownMonitor", "scaled_init", "column_stride", "BINS", "GRID", "KEEP_RECORDS",
+__all__ = ["Session", "Run", "scaled_init", "column_stride", "BINS", "GRID", "KEEP_RECORDS",
            "MAX_COLUMNS"]
 
 BINS = 32            #: buckets per histogram
 GRID = 48            #: the decision boundary is evaluated on GRID x GRID points
 KEEP_RECORDS = 64    #: monitor records kept per side (the page keeps the history)
 MAX_COLUMNS = 240    #: histogram-over-time columns the page keeps (older ones thinned by 2)
-BOUNDARY_EVERY_S = 0.25  #: the boundary is redrawn at most this often (seconds of a session's time)
+BOUNDARY_EVERY_S = 0.5   #: the boundary is redrawn at most this often (seconds of a session's time) ...
+BOUNDARY_SHARE = 0.25    #: ... and only once training has had 1/BOUNDARY_SHARE - 1 times its cost since
 
 
 def scaled_init(name: str, scale: float) -> str | Callable[..., np.ndarray]:
@@ -75,36 +76,21 @@ def column_stride(step: int, every: int) -> int:
 
 def _pack_histogram(h: Any) -> list[Any]:
     """``[lo, hi, nonfinite, std, *counts]``: equal-width buckets between lo and hi, and the
-    standard deviation of the values counted (from the histogram's sum and sum of squares)."""
+    standard deviation of the values counted (from the histogram's sum and sum of squares);
+    ``lo == hi`` when every value is the same."""
     if h is None:
         return []
     if h.num == 0:
         return [None, None, int(h.nonfinite), None]
     mean = h.sum / h.num
     std = math.sqrt(max(h.sum_squares / h.num - mean * mean, 0.0))
+    if h.min == h.max:          # one value: np.histogram's edges are v +- 0.5, the page draws a line at v
+        return [h.min, h.max, int(h.nonfinite), 0.0, *h.counts.tolist()]
     return [float(h.edges[0]), float(h.edges[-1]), int(h.nonfinite), _finite_or_none(std), *h.counts.tolist()]
 
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if math.isfinite(x) else None
-
-
-class ShownMonitor(Monitor):
-    """``Monitor(model, every, histograms=True)`` that computes only the histograms the page draws.
-
-    The page draws the activation and the gradient histograms of the activation layers; the
-    base monitor also histograms every Linear and BatchNorm output and every parameter, three
-    times the work on a deep net. Everything else (statistics, update ratios, ``diagnose()``)
-    is the base monitor's, unchanged.
-    """
-
-    def __init__(self, model: nn.Module, every: int, shown: list[str], *, bins: int = BINS) -> None:
-        self.shown = frozenset(shown)
-        super().__init__(model, every, histograms=True, bins=bins)
-
-    def _histogram(self, layer: str, what: str, x: np.ndarray) -> None:
-        if layer in self.shown and what in ("act", "grad"):
-            super()._histogram(layer, what, x)
 
 
 class Run:
@@ -121,7 +107,10 @@ class Run:
         children = list(self.model.named_children())
         self.act_layers = [n for n, m in children if getattr(m, "is_activation", False)]
         self.linear_layers = [n for n, m in children if isinstance(m, nn.Linear)]
-        self.monitor = ShownMonitor(self.model, self.every, self.act_layers)
+        # only the histograms the page draws (activation layers' outputs and gradients), and only
+        # the latest records (the page keeps the history): a deep net's sampled step stays cheap
+        self.monitor = Monitor(self.model, self.every, histograms=("act", "grad"), histogram_layers=self.act_layers,
+                               bins=BINS, max_records=KEEP_RECORDS)
         self.val = splits.val
         self.diverged_at: int | None = None
         self._finding_keys: set[tuple[str, str]] = set()
@@ -183,8 +172,6 @@ class Run:
         loss, acc = self.evaluate(self.val.x, self.val.y)
         self.p_val.append([step, _finite_or_none(loss), acc])
         self._diagnose(step)
-        if len(self.monitor.steps) > KEEP_RECORDS:      # the page keeps the history; the server needn't
-            del self.monitor.steps[:len(self.monitor.steps) - KEEP_RECORDS]
 
     def _diagnose(self, step: int) -> None:
         found = self.monitor.diagnose()
@@ -260,6 +247,8 @@ class Session:
         self.two_d = self.splits.input_shape == (2,)
         self._grid, self.extent = self._make_grid() if self.two_d else (None, None)
         self._last_boundary = -math.inf
+        self._boundary_cost = 0.0        # seconds the last boundary took
+        self._trained = 0.0              # seconds spent stepping since the last boundary
         self.finished: str | None = None
 
     def _make_grid(self) -> tuple[np.ndarray, list[float]]:
@@ -316,7 +305,9 @@ class Session:
         """Step up to ``steps`` times (None: no count limit) or until ``budget`` seconds have
         passed (None: no time limit), then return the update; at least one step is taken unless
         a limit is reached. ``boundary`` forces (True) or skips (False) the decision boundary;
-        None draws it when :data:`BOUNDARY_EVERY_S` has passed since the last one."""
+        None draws it when :data:`BOUNDARY_EVERY_S` has passed since the last one and drawing it
+        keeps it under :data:`BOUNDARY_SHARE` of this session's compute (when many sessions share
+        the cores, the boundary must not eat their turns)."""
         if steps is None and budget is None:
             raise ValueError("Session.advance: give steps, budget or both")
         start, done = self.clock(), 0
@@ -329,6 +320,7 @@ class Session:
                 done += 1
                 if budget is not None and self.clock() - start >= budget:
                     break
+        self._trained += self.clock() - start
         return self.update(boundary)
 
     def update(self, boundary: bool | None = None) -> dict[str, Any]:
@@ -337,10 +329,13 @@ class Session:
                                "stride": column_stride(self.step, self.state.data["every"]),
                                "runs": [r.take() for r in self.runs], "finished": self.check_limits()}
         now = self.clock()
-        if self.two_d and (boundary or (boundary is None and now - self._last_boundary >= BOUNDARY_EVERY_S)):
-            self._last_boundary = now
+        due = (now - self._last_boundary >= BOUNDARY_EVERY_S
+               and self._trained * BOUNDARY_SHARE >= self._boundary_cost * (1 - BOUNDARY_SHARE))
+        if self.two_d and (boundary or (boundary is None and due)):
             with np.errstate(all="ignore"):
                 msg["boundary"] = {"step": self.step, "runs": [r.boundary(self._grid) for r in self.runs]}
+            self._last_boundary, self._trained = self.clock(), 0.0
+            self._boundary_cost = self._last_boundary - now
         return msg
 
 

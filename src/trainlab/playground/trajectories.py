@@ -23,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-from trainlab import nn, optim
 from trainlab.experiments import surfaces
 from trainlab.playground.config import State, rule_kwargs
 
@@ -45,25 +44,14 @@ def path(surface: surfaces.Surface, rule: str, hyperparameters: dict[str, Any], 
     Returns ``{"points": [[x, y], ...], "f": [...], "reached": step | None, "diverged": bool}``
     (the points end at the last finite iterate).
     """
-    p = nn.Parameter(np.array(surface.start, dtype=np.float64))
-    opt = optim.create(rule, [p], **hyperparameters)
+    kwargs = dict(hyperparameters)
+    run = surfaces.trajectory(surface, rule, kwargs.pop("lr"), steps, **kwargs)
+    points = run.points[:-1] if run.diverged else run.points      # end at the last finite iterate
     goal = GOALS[surface.name][1]
-    points, values = [p.data.tolist()], [float(surface.f(p.data))]
-    reached, diverged = None, False
     with np.errstate(all="ignore"):
-        for step in range(1, steps + 1):
-            p.grad[...] = surface.grad(p.data)
-            p.mark_grad_written()
-            opt.step()
-            if not np.all(np.isfinite(p.data)) or np.abs(p.data).max() > surfaces.DIVERGED_NORM:
-                diverged = True
-                break
-            f = float(surface.f(p.data))
-            points.append(p.data.tolist())
-            values.append(f)
-            if reached is None and goal(p.data, f):
-                reached = step
-    return {"points": points, "f": values, "reached": reached, "diverged": diverged}
+        values = [float(surface.f(w)) for w in points]
+    reached = next((step for step in range(1, len(points)) if goal(points[step], values[step])), None)
+    return {"points": points.tolist(), "f": values, "reached": reached, "diverged": run.diverged}
 
 
 def _field(surface: surfaces.Surface) -> dict[str, Any]:

@@ -369,10 +369,10 @@ function buildSides(msg) {
       train: [], trainAcc: [], val: [], valAcc: [], ema: 0, emaAcc: 0, emaN: 0, boundary: null,
     };
     $(".per-layer", node).addEventListener("change", () => drawHistograms(side));
-    if (!msg.data.two_d) {
-      $(".boundary", node).replaceChildren(el("figcaption", { text: "decision boundary" }),
-        el("p", { class: "note", text: `${msg.data.dataset}: ${msg.data.inputs} inputs, ${msg.data.classes} classes; ` +
-          "the boundary is drawn for the 2-D sets" }));
+    if (!msg.data.two_d) {     // no 2-D boundary to draw: the diagnosis takes the row
+      $(".boundary", node).remove();
+      $(".side-row", node).before(el("div", { class: "note", text: `${msg.data.dataset}: ${msg.data.inputs} inputs, ` +
+        `${msg.data.classes} classes (the decision boundary is drawn for the 2-D sets)` }));
     }
     side.ratioChart = makeRatioChart($(".ratio-chart", node), side);
     renderFindings(side);
