@@ -337,7 +337,7 @@ def test_dropout_kernel_draws_the_same_mask_and_values_as_the_numpy_path(dtype):
 
 @needs_numba
 def test_kernels_launched_from_several_python_threads_agree_with_one_thread():
-    # The workqueue layer takes one launch at a time; trainlab serializes them, so threads are safe.
+    # The kernels are serial loops that release the GIL: several Python threads run them at once.
     from concurrent.futures import ThreadPoolExecutor
     x = RNG.standard_normal((256, 300)).astype(np.float32)
     dy = RNG.standard_normal(x.shape).astype(np.float32)

@@ -1,11 +1,10 @@
 """Compiled kernels behind the layers and optimizers, each with its NumPy reference.
 
 The memory-bound passes of a training step (batch normalization, the activations,
-max pooling, im2col/col2im, the cross-entropy, the optimizer updates) run as fused,
-multi-core loops compiled by Numba (``@njit(parallel=True, fastmath=False,
-cache=True)``) when Numba is installed. Each layer keeps its NumPy implementation:
-it is the reference the compiled kernels are tested against and the fallback when
-Numba is missing.
+max pooling, im2col/col2im, the optimizer updates) run as fused loops compiled by
+Numba (``@njit(fastmath=False, cache=True, nogil=True)``) when Numba is installed.
+Each layer keeps its NumPy implementation: it is the reference the compiled kernels
+are tested against and the fallback when Numba is missing.
 
 Choosing the path:
 
@@ -20,16 +19,15 @@ on the number of threads, and combine partial sums in a fixed order (float64
 accumulators), so results are bit-identical whatever :func:`set_num_threads` or
 ``NUMBA_NUM_THREADS`` say, serially and in workers.
 
-Threads: Numba's pool starts with ``NUMBA_NUM_THREADS`` threads (default: the number
-of CPUs); :func:`set_num_threads` lowers the count used. The kernels run between
-OpenBLAS calls on the same cores, and both pools' idle threads compete for them:
-OpenBLAS's workers spin for a while after every call, and so do OpenMP's (GNU
-OpenMP's default wait policy). Measured on 2 cores (benchmarks/kernel_threads.py and
-paired A/B steps), Numba's ``omp`` layer with 2 threads made every workload slower,
-up to 18x for a BatchNorm right after a GEMM, while the ``workqueue`` layer, whose
-idle threads sleep, never did. So trainlab selects ``workqueue`` unless
-``NUMBA_THREADING_LAYER`` says otherwise; as that layer does not take concurrent
-launches, launches from several Python threads are serialized by a lock.
+Threads: the kernels are serial loops that release the GIL; they run in the calling
+thread, between OpenBLAS calls, and the optimizers' update lanes (Python threads) run
+them on several cores at once. Numba's own thread pool is not used: measured on 2
+cores (``benchmarks/kernel_threads.py``, paired A/B steps), a parallel launch cost about
+150 us with the ``workqueue`` layer, more than most whole passes of a training step,
+and the ``omp`` layer's spinning threads fought OpenBLAS's spinning worker (up to 18x
+slower for a BatchNorm right after a GEMM); see :mod:`trainlab.kernels._jit`.
+:func:`set_num_threads` still sets Numba's count (for code of one's own) and
+``workqueue`` stays the default layer, so nothing spins if a pool is ever started.
 
 Compilation is lazy (``import trainlab`` never imports Numba) and cached on disk:
 next to the package when that directory is writable, otherwise in
@@ -55,7 +53,7 @@ PATHS = ("numba", "numpy")
 ENV_VAR = "TRAINLAB_KERNELS"
 
 _lock = threading.Lock()
-_jit_module: ModuleType | _Serialized | None = None
+_jit_module: ModuleType | None = None
 _numba_available: bool | None = None
 _threads: int | None = None
 
@@ -165,28 +163,6 @@ def cache_dir(package_dir: str | None = None) -> str | None:
     return os.path.join(base, "numba")
 
 
-class _Serialized:
-    """The kernels module with every kernel launch under one lock (for the ``workqueue`` layer)."""
-
-    def __init__(self, module: ModuleType) -> None:
-        self._module = module
-        self._launch = threading.Lock()
-
-    def __getattr__(self, name: str):
-        value = getattr(self._module, name)
-        if not callable(value) or name in ("set_threads", "get_threads"):
-            return value
-        launch = self._launch
-
-        def serialized(*args):
-            with launch:
-                return value(*args)
-        serialized.__name__ = name
-        serialized.__doc__ = value.__doc__
-        setattr(self, name, serialized)       # looked up once per name
-        return serialized
-
-
 def threading_layer() -> str:
     """The Numba threading layer the kernels use (``workqueue`` unless ``NUMBA_THREADING_LAYER`` is set)."""
     jit()
@@ -194,7 +170,7 @@ def threading_layer() -> str:
     return str(numba.config.THREADING_LAYER)
 
 
-def jit() -> ModuleType | _Serialized:
+def jit() -> ModuleType:
     """The compiled kernels (imports Numba on first use)."""
     global _jit_module
     if _jit_module is None:
@@ -210,6 +186,5 @@ def jit() -> ModuleType | _Serialized:
                 from trainlab.kernels import _jit
                 if _threads is not None:
                     _jit.set_threads(_threads)
-                serialize = numba.config.THREADING_LAYER == "workqueue"
-                _jit_module = _Serialized(_jit) if serialize else _jit
+                _jit_module = _jit
     return _jit_module

@@ -4,14 +4,20 @@ Conventions shared by every kernel:
 
 * Arrays are passed flat (1-D, C-contiguous) with their sizes as ints, so each kernel
   compiles once per dtype; outputs are preallocated by the caller.
-* Elementwise kernels are one flat ``prange`` over the elements (each element computed
-  on its own: Numba splits the range between the threads, and LLVM vectorizes each
-  thread's contiguous part; measured 2-4x faster than an explicit loop over fixed-size
-  blocks, whose inner bounds kept LLVM from vectorizing).
-* Reductions are split into blocks whose size depends only on the shapes
-  (``CHANNEL_BLOCK`` channels, one channel, one plane), never on the number of threads,
-  and each block is computed by one thread in a fixed order; per-block results are
-  combined in a fixed order. Results are bit-identical for any thread count.
+* Every kernel is a serial loop (``parallel=False``) that runs in the calling thread and
+  releases the GIL: one fused pass where NumPy needs several. Why not Numba's thread pool:
+  on 2 cores a parallel launch cost about 150 us (``workqueue`` layer), more than the
+  whole pass for the sizes of a training step, and in paired A/B steps (one process,
+  interleaved) the serial kernels made the README loop 0.76x, MLP b128 0.83x, b1024 0.93x,
+  CNN b64 0.93x the time of the parallel ones and CNN 3x32x32 1.02x; the spinning ``omp``
+  layer fought OpenBLAS's worker (see :mod:`trainlab.kernels`). The second core is used by
+  BLAS and by the optimizers' update lanes (Python threads, each running a kernel).
+* Elementwise kernels are one flat loop over the elements, which LLVM vectorizes (an
+  explicit loop over fixed-size blocks, whose inner bounds kept LLVM from vectorizing, was
+  2-4x slower).
+* Reductions run in blocks whose size depends only on the shapes (``CHANNEL_BLOCK``
+  channels, one channel, one plane) in a fixed order, with per-block results combined in a
+  fixed order: results never depend on the thread count or the thread that runs them.
 * Elementwise arithmetic runs in the data's dtype with ``fastmath=False`` (IEEE
   semantics: NaN and inf propagate as in NumPy). Reductions accumulate in float64; the
   reductions over one contiguous run (``_run_sums``, ``_run_dot``) are compiled with
@@ -21,8 +27,6 @@ Conventions shared by every kernel:
   block (the loop order that makes per-channel statistics fast; a column-wise loop is
   several times slower than NumPy).
 
-Threads: Numba's pool runs between OpenBLAS calls on the same cores; the threading
-layer and the counts are chosen in :mod:`trainlab.kernels` (with the measurements).
 """
 
 from __future__ import annotations
@@ -31,11 +35,10 @@ import math
 
 import numba
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 CHANNEL_BLOCK = 64       # channels per block in the (n, c) row layout
 
-_EW = dict(parallel=True, fastmath=False, cache=True, nogil=True)
 _SERIAL = dict(parallel=False, fastmath=False, cache=True, nogil=True)
 _SUM = dict(parallel=False, fastmath={"reassoc"}, cache=True, nogil=True, inline="never")
 
@@ -74,7 +77,7 @@ def _run_dot(dy, x, start, length, center):
 
 
 # ----------------------------------------------------------------------------- batch norm
-@njit(**_EW)
+@njit(**_SERIAL)
 def bn_forward_rows(x, n, c, gamma, beta, eps, y, mean, var, batch_stats):
     """BatchNorm over ``(n, c)`` rows: per-channel statistics, then ``y = (x - mu) a + beta``.
 
@@ -84,7 +87,7 @@ def bn_forward_rows(x, n, c, gamma, beta, eps, y, mean, var, batch_stats):
     running statistics). Blocks of ``CHANNEL_BLOCK`` channels, each over all rows.
     """
     nblocks = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-    for b in prange(nblocks):
+    for b in range(nblocks):
         lo = b * CHANNEL_BLOCK
         w = min(CHANNEL_BLOCK, c - lo)
         mu = np.empty(w, dtype=y.dtype)
@@ -117,10 +120,10 @@ def bn_forward_rows(x, n, c, gamma, beta, eps, y, mean, var, batch_stats):
                 y[row + j] = (x[row + j] - mu[j]) * scale[j] + shift_out[j]
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def bn_forward_planes(x, n, c, s, gamma, beta, eps, y, mean, var, batch_stats):
     """BatchNorm over ``(n, c, s)`` data (``s > 1``, or ``(1, C, N*S)`` channel-major): one channel per block."""
-    for ch in prange(c):
+    for ch in range(c):
         if batch_stats:
             shift = np.float64(x[ch * s])
             s1 = 0.0
@@ -145,7 +148,7 @@ def bn_forward_planes(x, n, c, s, gamma, beta, eps, y, mean, var, batch_stats):
                 y[k] = (x[k] - mu) * scale + shift_out
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def bn_backward_rows(dy, x, n, c, gamma, mean, inv_std, dx, dgamma, dbeta, batch_stats):
     """The closed-form BatchNorm backward over ``(n, c)`` rows (see :mod:`trainlab.nn.batchnorm`).
 
@@ -154,7 +157,7 @@ def bn_backward_rows(dy, x, n, c, gamma, mean, inv_std, dx, dgamma, dbeta, batch
     with running statistics ``dx = gamma inv_std dy``.
     """
     nblocks = (c + CHANNEL_BLOCK - 1) // CHANNEL_BLOCK
-    for b in prange(nblocks):
+    for b in range(nblocks):
         lo = b * CHANNEL_BLOCK
         w = min(CHANNEL_BLOCK, c - lo)
         s1 = np.zeros(w)
@@ -192,10 +195,10 @@ def bn_backward_rows(dy, x, n, c, gamma, mean, inv_std, dx, dgamma, dbeta, batch
                     dx[row + j] = dy[row + j] * scale[j]
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def bn_backward_planes(dy, x, n, c, s, gamma, mean, inv_std, dx, dgamma, dbeta, batch_stats):
     """:func:`bn_backward_rows` for ``(n, c, s)`` data, one channel per block."""
-    for ch in prange(c):
+    for ch in range(c):
         center = mean[ch]
         s1 = 0.0
         s2 = 0.0
@@ -224,54 +227,54 @@ def bn_backward_planes(dy, x, n, c, s, gamma, mean, inv_std, dx, dgamma, dbeta, 
 
 
 # ----------------------------------------------------------------------------- activations
-@njit(**_EW)
+@njit(**_SERIAL)
 def relu_forward(x, y, mask):
     """``y = max(x, 0)`` (NaN stays NaN) and ``mask = not (x <= 0)`` (NaN passes the gradient, as in PyTorch)."""
     size = x.size
-    for k in prange(size):
+    for k in range(size):
         v = x[k]
         keep = not (v <= 0)
         mask[k] = keep
         y[k] = v if keep else 0
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def masked_copy(dy, mask, dx):
     """``dx = dy`` where ``mask``, else 0 (the ReLU backward)."""
     size = dy.size
-    for k in prange(size):
+    for k in range(size):
         dx[k] = dy[k] if mask[k] else 0
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def leaky_relu_forward(x, slope, y, positive):
     """``y = x`` where ``x > 0``, else ``slope * x``; ``positive = x > 0``."""
     size = x.size
-    for k in prange(size):
+    for k in range(size):
         v = x[k]
         p = v > 0
         positive[k] = p
         y[k] = v if p else v * slope
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def leaky_relu_backward(dy, positive, slope, dx):
     size = dy.size
-    for k in prange(size):
+    for k in range(size):
         g = dy[k]
         dx[k] = g if positive[k] else g * slope
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def tanh_backward(dy, y, dx):
     """``dx = dy (1 - y^2)``."""
     size = dy.size
-    for k in prange(size):
+    for k in range(size):
         v = y[k]
         dx[k] = (1 - v * v) * dy[k]
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def sigmoid_forward(x, one, y):
     """``y = 1 / (1 + e)`` where ``x >= 0``, else ``e / (1 + e)``, with ``e = exp(-|x|)`` (never overflows).
 
@@ -279,47 +282,47 @@ def sigmoid_forward(x, one, y):
     NaN stays NaN, ``sigmoid(±inf) = 1, 0``.
     """
     size = x.size
-    for k in prange(size):
+    for k in range(size):
         v = x[k]
         e = math.exp(-abs(v))
         y[k] = one / (one + e) if v >= 0 else e / (one + e)
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def sigmoid_backward(dy, y, dx):
     """``dx = dy y (1 - y)``."""
     size = dy.size
-    for k in prange(size):
+    for k in range(size):
         v = y[k]
         dx[k] = ((1 - v) * v) * dy[k]
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def scale_by_mask(x, keep, p, scale, y, mask):
     """Inverted dropout: ``mask = (keep >= p) * scale``, ``y = x * mask``."""
     size = x.size
-    for k in prange(size):
+    for k in range(size):
         m = scale if keep[k] >= p else 0
         mask[k] = m
         y[k] = x[k] * m
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def multiply(a, b_, out):
     size = a.size
-    for k in prange(size):
+    for k in range(size):
         out[k] = a[k] * b_[k]
 
 
 # ----------------------------------------------------------------------------- max pooling
-@njit(**_EW)
+@njit(**_SERIAL)
 def maxpool_forward(x, planes, h, w, kh, kw, sh, sw, ph, pw, ho, wo, y, argmax, want_argmax):
     """Max over each window of each ``(h, w)`` plane; ``argmax`` gets the tap ``u*kw + v``.
 
     Padding positions never win (PyTorch's windows are clipped to the plane). The first
     maximum in row-major order wins a tie; a NaN wins, the last NaN if several.
     """
-    for p in prange(planes):
+    for p in range(planes):
         xb = p * h * w
         yb = p * ho * wo
         for i in range(ho):
@@ -344,10 +347,10 @@ def maxpool_forward(x, planes, h, w, kh, kw, sh, sw, ph, pw, ho, wo, y, argmax, 
                     argmax[yb + i * wo + j] = code
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def maxpool2x2_forward(x, planes, h, w, ho, wo, y, argmax, want_argmax):
     """:func:`maxpool_forward` for 2 x 2 windows, stride 2, no padding (the common case)."""
-    for p in prange(planes):
+    for p in range(planes):
         xb = p * h * w
         yb = p * ho * wo
         for i in range(ho):
@@ -374,10 +377,10 @@ def maxpool2x2_forward(x, planes, h, w, ho, wo, y, argmax, want_argmax):
                     argmax[o + j] = code
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def maxpool_backward(dy, argmax, planes, h, w, kh, kw, sh, sw, ph, pw, ho, wo, dx):
     """Route each output gradient to its window's winning input (overlaps add, plane by plane)."""
-    for p in prange(planes):
+    for p in range(planes):
         xb = p * h * w
         yb = p * ho * wo
         for k in range(xb, xb + h * w):
@@ -391,7 +394,7 @@ def maxpool_backward(dy, argmax, planes, h, w, kh, kw, sh, sw, ph, pw, ho, wo, d
 
 
 # ----------------------------------------------------------------------------- convolution
-@njit(**_EW)
+@njit(**_SERIAL)
 def im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):
     """``cols[(c*kh + u)*kw + v, (n*Ho + i)*Wo + j] = x[n, c, i*sh + u - ph, j*sw + v - pw]`` (0 outside).
 
@@ -401,7 +404,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):
     n, c, h, w = x.shape
     rows = c * kh * kw
     per = ho * wo
-    for r in prange(rows):
+    for r in range(rows):
         ch = r // (kh * kw)
         u = (r // kw) % kh
         v = r % kw
@@ -424,7 +427,7 @@ def im2col(x, kh, kw, sh, sw, ph, pw, ho, wo, cols):
                     cols[o + j] = 0
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def col2im(dcols, n_total, n0, count, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, dx):
     """Add the taps of ``dcols`` (``(C*kh*kw, count*Ho*Wo)``, samples ``n0..``) into ``dx``.
 
@@ -432,7 +435,7 @@ def col2im(dcols, n_total, n0, count, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, d
     ``count`` samples are zeroed first. One channel per block; taps in a fixed order.
     """
     per = ho * wo
-    for ch in prange(c):
+    for ch in range(c):
         for s_ in range(count):
             dbase = (ch * n_total + n0 + s_) * h * w
             for k in range(dbase, dbase + h * w):
@@ -453,17 +456,17 @@ def col2im(dcols, n_total, n0, count, c, h, w, kh, kw, sh, sw, ph, pw, ho, wo, d
                             dx[drow + j * sw] += dcols[srow + j]
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def add_bias_rows(out, bias, rows, length):
     """``out[f, :] += bias[f]`` over a flat ``(rows, length)`` array, one row per block."""
-    for f in prange(rows):
+    for f in range(rows):
         b = bias[f]
         for k in range(f * length, (f + 1) * length):
             out[k] += b
 
 
 # ----------------------------------------------------------------------------- optimizers
-@njit(**_EW)
+@njit(**_SERIAL)
 def sgd_update(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay, maximize, velocity):
     """One fused pass of :func:`trainlab.optim.functional.sgd` (the same equations, in the same order).
 
@@ -478,7 +481,7 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay
     """
     size = param.size
     keep = 1.0 - dampening
-    for k in prange(size):
+    for k in range(size):
         w = np.float64(param[k])
         d = np.float64(grad[k])
         if maximize:
@@ -497,7 +500,7 @@ def sgd_update(param, grad, buf, lr, momentum, dampening, nesterov, weight_decay
             param[k] = w - lr * (d + momentum * b) if nesterov else w - lr * b
 
 
-@njit(**_EW)
+@njit(**_SERIAL)
 def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, beta2, eps, weight_decay,
                 decoupled, amsgrad, eps_inside_sqrt, maximize, bc1, bc2):
     """One fused pass of :func:`trainlab.optim.functional.adam` (the same equations, in the same order).
@@ -516,7 +519,7 @@ def adam_update(param, grad, exp_avg, exp_avg_sq, max_exp_avg_sq, lr, beta1, bet
     step_size = lr * bc2_sqrt / bc1
     eps_term = eps * bc2 if eps_inside_sqrt else eps * bc2_sqrt
     decay = 1.0 - lr * weight_decay
-    for k in prange(size):
+    for k in range(size):
         w = np.float64(param[k])
         d = np.float64(grad[k])
         if maximize:

@@ -54,7 +54,6 @@ class Adam(Optimizer):
     """
 
     name = "adam"
-    compiled_updates = True
     tuple_hyperparameters = ("betas",)
     work_slots = 2
 

@@ -30,11 +30,13 @@ paths need few or none); they are not state and are not saved.
 
 Threads: when a group holds at least ``parallel_min_elements`` values, ``step``
 splits its parameters into ``num_threads`` lanes of about equal size and runs
-the kernels of each lane in its own thread (NumPy releases the GIL inside every
-pass, so the lanes run on separate cores); each lane has its own scratch buffers.
+the kernels of each lane in its own thread (NumPy and the compiled kernels of
+:mod:`trainlab.kernels` release the GIL inside every pass, so the lanes run on
+separate cores); each lane has its own scratch buffers.
 Every parameter still gets exactly the same arithmetic, so results do not depend
 on the thread count. SGD uses no lanes when its updates run through BLAS (see
-:mod:`trainlab._blas`): those passes already run on the BLAS threads.
+:mod:`trainlab._blas`; not on the compiled path): those passes already run on the
+BLAS threads.
 ``num_threads`` defaults to the ``TRAINLAB_NUM_THREADS`` environment variable,
 else the number of CPUs this process may run on.
 """
@@ -50,7 +52,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from trainlab import _blas, _validate, kernels
+from trainlab import _blas, _validate
 from trainlab.nn.module import Parameter
 
 __all__ = ["Optimizer", "check_hyperparameter"]
@@ -171,8 +173,6 @@ class Optimizer:
     work_slots: ClassVar[int] = 2
     #: threads for large updates (None: :func:`default_num_threads`); see the module docstring
     num_threads: ClassVar[int | None] = None
-    #: the update is one multi-core compiled kernel on the compiled path (no lanes then)
-    compiled_updates: ClassVar[bool] = False
     #: a group with fewer values than this is updated in the calling thread only
     parallel_min_elements: ClassVar[int] = 1 << 21
 
@@ -281,8 +281,6 @@ class Optimizer:
 
     def _split(self, group: dict[str, Any]) -> list[list[Parameter]] | None:
         """The group's parameters in lanes of about equal size, or None to run in this thread."""
-        if self.compiled_updates and kernels.active():
-            return None     # the compiled update kernel already runs on every core
         threads = self.num_threads if self.num_threads is not None else default_num_threads()
         params = group["params"]
         if threads < 2 or len(params) < 2:
