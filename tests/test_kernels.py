@@ -15,7 +15,7 @@ import sys
 import numpy as np
 import pytest
 
-from trainlab import kernels, nn, optim
+from trainlab import kernels, nn
 
 needs_numba = pytest.mark.skipif(not kernels.available(), reason="numba is not installed")
 RNG = np.random.default_rng(0)
@@ -274,55 +274,7 @@ def test_conv_kernels_match_the_numpy_path(case, layout, dtype):
     assert_thread_count_does_not_matter(make, x, dy)
 
 
-# ---------------------------------------------------------------------------- optimizer updates
-UPDATES = {
-    "adam": (optim.Adam, {}), "adam_amsgrad_wd": (optim.Adam, {"amsgrad": True, "weight_decay": 0.1}),
-    "adam_seed_form": (optim.Adam, {"eps_inside_sqrt": True, "bias_correction": False}),
-    "adam_maximize_wd": (optim.Adam, {"maximize": True, "weight_decay": 0.01}),
-    "adamw": (optim.AdamW, {}), "adamw_amsgrad_wd": (optim.AdamW, {"amsgrad": True, "weight_decay": 0.1}),
-    "adamw_maximize": (optim.AdamW, {"maximize": True, "weight_decay": 0.01}),
-    "sgd": (optim.SGD, {}), "sgd_wd_maximize": (optim.SGD, {"weight_decay": 0.1, "maximize": True}),
-    "sgd_momentum_dampening": (optim.SGD, {"momentum": 0.9, "dampening": 0.3}),
-    "sgd_nesterov_wd": (optim.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.01}),
-    "velocity_dampening_maximize": (optim.SGD, {"momentum": 0.8, "dampening": 0.5, "maximize": True,
-                                                "momentum_form": "velocity"}),
-    "velocity_nesterov_wd": (optim.SGD, {"momentum": 0.9, "nesterov": True, "weight_decay": 0.1,
-                                         "momentum_form": "velocity"}),
-}
-
-
-@needs_numba
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-@pytest.mark.parametrize("case", list(UPDATES))
-def test_update_kernels_match_the_numpy_path_and_ignore_the_thread_count(case, dtype):
-    cls, kwargs = UPDATES[case]
-    shapes = [(300, 70), (5,), (2, 3, 4)]
-    grads = [[RNG.standard_normal(s).astype(dtype) for s in shapes] for _ in range(5)]
-    start = [RNG.standard_normal(s).astype(dtype) for s in shapes]
-
-    before = kernels.get_num_threads()
-
-    def run(path, threads=2):
-        params = [nn.Parameter(a.copy()) for a in start]
-        opt = cls(params, lr=0.01, **kwargs)
-        with kernels.use(path):
-            kernels.set_num_threads(threads)
-            try:
-                for step in grads:
-                    for prm, g in zip(params, step, strict=True):
-                        prm.zero_grad()
-                        prm.accumulate_grad(g)
-                    opt.step()
-            finally:
-                kernels.set_num_threads(before)
-        return [prm.data for prm in params]
-    ref, one, two = run("numpy"), run("numba", 1), run("numba", 2)
-    tol = 1e-13 if dtype == np.float64 else 2e-6
-    for a, b, c in zip(ref, one, two, strict=True):
-        np.testing.assert_allclose(c, a, rtol=0, atol=tol * max(1.0, float(np.abs(a).max())))
-        np.testing.assert_array_equal(b, c)
-
-
+# ---------------------------------------------------------------------------- dropout
 @needs_numba
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_dropout_kernel_draws_the_same_mask_and_values_as_the_numpy_path(dtype):

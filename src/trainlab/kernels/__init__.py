@@ -1,7 +1,7 @@
 """Compiled kernels behind the layers and optimizers, each with its NumPy reference.
 
 The memory-bound passes of a training step (batch normalization, the activations,
-max pooling, im2col/col2im, the optimizer updates) run as fused loops compiled by
+max pooling, im2col/col2im) run as fused loops compiled by
 Numba (``@njit(fastmath=False, cache=True, nogil=True)``) when Numba is installed.
 Each layer keeps its NumPy implementation: it is the reference the compiled kernels
 are tested against and the fallback when Numba is missing.
@@ -20,8 +20,8 @@ accumulators), so results are bit-identical whatever :func:`set_num_threads` or
 ``NUMBA_NUM_THREADS`` say, serially and in workers.
 
 Threads: the kernels are serial loops that release the GIL; they run in the calling
-thread, between OpenBLAS calls, and the optimizers' update lanes (Python threads) run
-them on several cores at once. Numba's own thread pool is not used: measured on 2
+thread, between OpenBLAS calls (Python threads may run them at once). Numba's own
+thread pool is not used: measured on 2
 cores (``benchmarks/kernel_threads.py``, paired A/B steps), a parallel launch cost about
 150 us with the ``workqueue`` layer, more than most whole passes of a training step,
 and the ``omp`` layer's spinning threads fought OpenBLAS's spinning worker (up to 18x

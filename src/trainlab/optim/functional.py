@@ -26,7 +26,7 @@ from collections.abc import Iterable, Sequence
 
 import numpy as np
 
-from trainlab import _blas, _validate, kernels
+from trainlab import _blas, _validate
 
 __all__ = ["sgd", "adagrad", "rmsprop", "adam", "clip_grad_norm", "MOMENTUM_FORMS"]
 
@@ -43,16 +43,6 @@ def _denominator(src: np.ndarray, eps: float, eps_inside_sqrt: bool, *, out: np.
         np.sqrt(src, out=out)
         out += eps
     return out
-
-
-def _compiled_operands(arrays: Sequence[np.ndarray]) -> bool:
-    """True when a compiled update kernel can take ``arrays``: ndarrays of one float dtype and shape, C-contiguous."""
-    first = arrays[0]
-    if not isinstance(first, np.ndarray) or first.dtype not in (np.float32, np.float64):
-        return False
-    return all(isinstance(a, np.ndarray) and a.dtype == first.dtype and a.shape == first.shape
-               and a.flags.c_contiguous and a.flags.writeable for a in arrays)
-
 
 def _scratch(work: Sequence[np.ndarray] | None, i: int, like: np.ndarray) -> np.ndarray:
     """The ``i``-th scratch array, or a fresh one shaped like ``like``."""
@@ -100,10 +90,7 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
     with ``dampening=0`` gives exactly that, which is what :class:`~trainlab.optim.SGD`
     passes on a parameter's first step.
 
-    On the compiled kernel path (:mod:`trainlab.kernels`) the whole update is one fused
-    multi-core pass over ``w, g, b`` for C-contiguous float arrays of one dtype (each
-    element computed in float64, rounded once; no scratch). Otherwise, where the arrays
-    allow it (float, C-contiguous, at least ``_blas.MIN_SIZE``
+    Where the arrays allow it (float, C-contiguous, at least ``_blas.MIN_SIZE``
     values, NumPy's own OpenBLAS found), each ``←`` above is one BLAS
     ``axpy``/``axpby`` pass on the BLAS threads (see :mod:`trainlab._blas`:
     a fused multiply-add, so the last bit may differ from the NumPy passes).
@@ -126,12 +113,6 @@ def sgd(param: np.ndarray, grad: np.ndarray, momentum_buffer: np.ndarray | None,
     """
     if momentum_form not in MOMENTUM_FORMS:
         raise ValueError(f"sgd: momentum_form must be one of {list(MOMENTUM_FORMS)}, got {momentum_form!r}")
-    if kernels.active() and _compiled_operands((param, grad) if momentum == 0 else (param, grad, momentum_buffer)):
-        kernels.jit().sgd_update(param.reshape(-1), grad.reshape(-1),
-                                 (param if momentum == 0 else momentum_buffer).reshape(-1), float(lr),
-                                 float(momentum), float(dampening), bool(nesterov), float(weight_decay),
-                                 bool(maximize), momentum_form == "velocity")
-        return
     d, k = _decayed_grad(param, grad, weight_decay, work, maximize)
     buf = momentum_buffer
     blas = _blas.for_arrays(d, param) if momentum == 0 else _blas.for_arrays(d, param, buf)
@@ -333,12 +314,9 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     ``α_t = α·√c2/(1 − β1^t)``: ``w ← w − α_t · m / (√v + ε·√c2)``, or with ε
     under the root ``w ← w − α_t · m / √(v + ε·c2)``; equal to the forms above
     up to rounding (measured ≤ 1e-15 relative to PyTorch over 100 steps).
-    On the compiled kernel path (:mod:`trainlab.kernels`) the whole update is one
-    fused multi-core pass over ``w, g, m, v`` for C-contiguous float arrays of one
-    dtype (each element computed in float64, rounded once). Otherwise, where the arrays
-    allow it (as in :func:`sgd`), the two moment updates and the step on ``w`` are BLAS
-    ``axpby``/``axpy`` passes; else ``m`` follows PyTorch's ``lerp`` form
-    ``m + (1 − β1)(d − m)``.
+    Where the arrays allow it (as in :func:`sgd`), the two moment updates and the
+    step on ``w`` are BLAS ``axpby``/``axpy`` passes; otherwise ``m`` follows
+    PyTorch's ``lerp`` form ``m + (1 − β1)(d − m)``.
 
     Args:
         param: ``w``, updated in place. grad: ``g``, not modified.
@@ -357,19 +335,6 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
         Kingma & Ba 2014, "Adam: A Method for Stochastic Optimization" (ICLR 2015);
         Loshchilov & Hutter 2019, "Decoupled Weight Decay Regularization" (ICLR).
     """
-    if bias_correction:
-        bc1 = 1 - beta1 ** step
-        bc2 = 1 - beta2 ** step
-    else:
-        bc1 = bc2 = 1.0
-    operands = (param, grad, exp_avg, exp_avg_sq) + ((max_exp_avg_sq,) if amsgrad else ())
-    if kernels.active() and _compiled_operands(operands):
-        kernels.jit().adam_update(param.reshape(-1), grad.reshape(-1), exp_avg.reshape(-1),
-                                  exp_avg_sq.reshape(-1), (max_exp_avg_sq if amsgrad else exp_avg).reshape(-1),
-                                  float(lr), float(beta1), float(beta2), float(eps), float(weight_decay),
-                                  bool(decoupled_weight_decay), bool(amsgrad), bool(eps_inside_sqrt),
-                                  bool(maximize), float(bc1), float(bc2))
-        return
     if weight_decay != 0 and decoupled_weight_decay:
         param *= 1 - lr * weight_decay
         d, k = _decayed_grad(param, grad, 0.0, work, maximize)
@@ -393,6 +358,11 @@ def adam(param: np.ndarray, grad: np.ndarray, exp_avg: np.ndarray, exp_avg_sq: n
     if amsgrad:
         np.maximum(max_exp_avg_sq, exp_avg_sq, out=max_exp_avg_sq)
         second = max_exp_avg_sq
+    if bias_correction:
+        bc1 = 1 - beta1 ** step
+        bc2 = 1 - beta2 ** step
+    else:
+        bc1 = bc2 = 1.0
     bc2_sqrt = math.sqrt(bc2)
     if eps_inside_sqrt:
         np.add(second, eps * bc2, out=s)     # √(v̂ + ε) = √(v + ε·bc2) / √bc2

@@ -25,18 +25,16 @@ learning-rate schedules record (as PyTorch's do).
 
 Scratch memory: the kernels' temporaries go into a few flat buffers per dtype,
 sized to the largest parameter and shared by all parameters (views cached per
-parameter), each made only when a kernel first asks for it (the BLAS and compiled
-paths need few or none); they are not state and are not saved.
+parameter), each made only when a kernel first asks for it (the BLAS path needs
+few or none); they are not state and are not saved.
 
 Threads: when a group holds at least ``parallel_min_elements`` values, ``step``
 splits its parameters into ``num_threads`` lanes of about equal size and runs
-the kernels of each lane in its own thread (NumPy and the compiled kernels of
-:mod:`trainlab.kernels` release the GIL inside every pass, so the lanes run on
-separate cores); each lane has its own scratch buffers.
+the kernels of each lane in its own thread (NumPy releases the GIL inside every
+pass, so the lanes run on separate cores); each lane has its own scratch buffers.
 Every parameter still gets exactly the same arithmetic, so results do not depend
 on the thread count. SGD uses no lanes when its updates run through BLAS (see
-:mod:`trainlab._blas`; not on the compiled path): those passes already run on the
-BLAS threads.
+:mod:`trainlab._blas`): those passes already run on the BLAS threads.
 ``num_threads`` defaults to the ``TRAINLAB_NUM_THREADS`` environment variable,
 else the number of CPUs this process may run on.
 """
@@ -130,7 +128,7 @@ def _plain(value: Any) -> Any:
 class _Workspace:
     """The scratch arrays of one parameter's update, made on first use (a sequence of ``work_slots``).
 
-    A kernel asks for a slot only when its path needs it (the BLAS and compiled paths need few
+    A kernel asks for a slot only when its path needs it (the BLAS path needs few
     or none), so a workspace nobody reads costs no memory.
     """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from trainlab import _blas, _validate, kernels
+from trainlab import _blas, _validate
 from trainlab.nn.module import Parameter
 from trainlab.optim import functional as F
 from trainlab.optim.functional import MOMENTUM_FORMS
@@ -79,8 +79,7 @@ class SGD(Optimizer):
 
     def _split(self, group: dict[str, Any]) -> list[list[Parameter]] | None:
         # With BLAS's axpy the passes already run on the BLAS threads: no lanes on top of them.
-        # The compiled kernel (taken before BLAS) is serial: lanes run it on several cores.
-        return None if _blas.available() and not kernels.active() else super()._split(group)
+        return None if _blas.available() else super()._split(group)
 
     def _step_group(self, group: dict[str, Any]) -> None:
         lr, momentum, dampening, nesterov = group["lr"], group["momentum"], group["dampening"], group["nesterov"]
