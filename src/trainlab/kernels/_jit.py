@@ -78,6 +78,26 @@ def _run_dot(dy, x, start, length, center):
     return s1, s2
 
 
+@njit(**_SERIAL)
+def _row_block_sums(a, a_shift, x, center, n, c, lo, w):
+    """Float64 sums over the rows of channels ``lo .. lo+w`` of ``(n, c)`` data, row by row.
+
+    ``s1[j] = sum_i (a[i, lo+j] - a_shift[j])`` and
+    ``s2[j] = sum_i (a[i, lo+j] - a_shift[j]) (x[i, lo+j] - center[j])``: the forward's
+    shifted sums (``a = x``, both shifts the first row) and the backward's ``sum dy`` and
+    ``sum dy (x - mu)`` (``a = dy``, no shift, ``center = mu``).
+    """
+    s1 = np.zeros(w)
+    s2 = np.zeros(w)
+    for i in range(n):
+        row = i * c + lo
+        for j in range(w):
+            d = np.float64(a[row + j]) - a_shift[j]
+            s1[j] += d
+            s2[j] += d * (np.float64(x[row + j]) - center[j])
+    return s1, s2
+
+
 # ----------------------------------------------------------------------------- batch norm
 @njit(**_SERIAL)
 def bn_forward_rows(x, n, c, gamma, beta, eps, y, mean, var, batch_stats):
@@ -97,16 +117,9 @@ def bn_forward_rows(x, n, c, gamma, beta, eps, y, mean, var, batch_stats):
         shift_out = np.empty(w, dtype=y.dtype)
         if batch_stats:
             shift = np.empty(w)
-            s1 = np.zeros(w)
-            s2 = np.zeros(w)
             for j in range(w):
                 shift[j] = x[lo + j]
-            for i in range(n):
-                row = i * c + lo
-                for j in range(w):
-                    d = np.float64(x[row + j]) - shift[j]
-                    s1[j] += d
-                    s2[j] += d * d
+            s1, s2 = _row_block_sums(x, shift, x, shift, n, c, lo, w)
             for j in range(w):
                 m1 = s1[j] / n
                 v = s2[j] / n - m1 * m1
@@ -162,17 +175,10 @@ def bn_backward_rows(dy, x, n, c, gamma, mean, inv_std, dx, dgamma, dbeta, batch
     for b in range(nblocks):
         lo = b * CHANNEL_BLOCK
         w = min(CHANNEL_BLOCK, c - lo)
-        s1 = np.zeros(w)
-        s2 = np.zeros(w)
         center = np.empty(w)
         for j in range(w):
             center[j] = mean[lo + j]
-        for i in range(n):
-            row = i * c + lo
-            for j in range(w):
-                g = np.float64(dy[row + j])
-                s1[j] += g
-                s2[j] += g * (np.float64(x[row + j]) - center[j])
+        s1, s2 = _row_block_sums(dy, np.zeros(w), x, center, n, c, lo, w)
         mu = np.empty(w, dtype=dx.dtype)
         k0 = np.empty(w, dtype=dx.dtype)
         k1 = np.empty(w, dtype=dx.dtype)
