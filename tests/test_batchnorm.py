@@ -6,6 +6,9 @@ import pytest
 from gradcheck import check_layer, numerical_grad, relative_error
 from trainlab import nn
 
+# every test runs on both kernel paths (compiled and NumPy reference); see conftest.py
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 torch = pytest.importorskip("torch")
 
 

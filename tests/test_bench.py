@@ -33,7 +33,8 @@ def test_main_spawns_workers_and_prints_the_table(capsys, tmp_path):
                        "--threads", "1", "--json", str(raw)])
     assert code == 0
     out = capsys.readouterr().out
-    assert "BatchNorm1d fwd+bwd" in out and "trainlab kernels: openblas" in out
+    assert "BatchNorm1d fwd+bwd" in out and "trainlab libraries: openblas" in out
+    assert "trainlab kernel path: " in out and "BLAS kernel: openblas" in out
     runs = json.loads(raw.read_text())
     assert [(r["framework"], r["workload"]) for r in runs] == [("trainlab", 5)]
 

@@ -10,6 +10,9 @@ from trainlab.nn.conv import Conv2d, Flatten, MaxPool2d
 from trainlab.nn.linear import Linear
 from trainlab.nn.module import Sequential
 
+# every test runs on both kernel paths (compiled and NumPy reference); see conftest.py
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 # (in, out, kernel, stride, padding, bias, input shape). Both im2col row layouts are covered:
 # wide rows (k3_s1_p1, k3_s2_p1, k2x3_...) and exact rows (the others; see test_both_row_layouts).
 CONV_CASES = {
@@ -400,6 +403,38 @@ def test_conv_dx_in_small_blocks_equals_one_block(monkeypatch):
         monkeypatch.setattr(conv_module, "_DX_BLOCK_BYTES", block_bytes)
         conv(x)
         assert np.array_equal(conv.backward(g), whole)
+
+
+@pytest.mark.parametrize("layout", ["sample_major", "channel_major"])
+def test_compiled_conv_in_small_blocks_equals_one_block_and_keeps_no_cols(monkeypatch, kernel_path, layout):
+    """The compiled path builds cols a block of samples at a time (forward and backward) and keeps only x.
+
+    ``channel_major``: x is a (C, N, H, W) array seen as (N, C, H, W), as a conv's output is.
+    """
+    if kernel_path != "numba":
+        pytest.skip("the blocking of the compiled path")
+    import trainlab.nn.conv as conv_module
+    conv, shape = make_conv("k3_s2_p1")
+    rng = np.random.default_rng(22)
+    x = rng.standard_normal((5, *shape[1:]))
+    if layout == "channel_major":
+        x = np.ascontiguousarray(x.transpose(1, 0, 2, 3)).transpose(1, 0, 2, 3)
+    y = conv(x)
+    assert conv._cache.cols is None and conv._cache.x is x and "cols" not in conv._scratch
+    g = rng.standard_normal(y.shape)
+    conv.zero_grad()
+    dx = conv.backward(g)
+    dw, db = conv.weight.grad.copy(), conv.bias.grad.copy()
+    per_sample = 3 * 9 * 4 * 3 * 8      # K * Ho * Wo * itemsize
+    for block_bytes in (1, 2 * per_sample, 3 * per_sample):      # 1, 2 and 3 samples per block (5 = 3 + 2)
+        monkeypatch.setattr(conv_module, "_COLS_BLOCK_BYTES", block_bytes)
+        conv.zero_grad()
+        np.testing.assert_allclose(conv(x), y, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(conv.backward(g), dx, rtol=0, atol=1e-13)
+        np.testing.assert_allclose(conv.weight.grad, dw, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(conv.bias.grad, db)
+        conv.backward(g)                # a second backward accumulates (the first block is not written over)
+        np.testing.assert_allclose(conv.weight.grad, 2 * dw, rtol=0, atol=1e-12)
 
 
 @pytest.mark.parametrize("kernel, stride, padding", [(2, None, 0), (3, 2, 1), (2, 1, 0), (2, 3, 0)])

@@ -76,6 +76,17 @@ def test_seed_formulas_written_out():
                                z * np.sqrt(2 / 200), rtol=1e-15)
 
 
+
+@pytest.mark.parametrize("name", ["he", "xavier_uniform"])
+def test_float32_drawn_in_blocks_equals_one_float64_draw(name, monkeypatch):
+    """Block by block (no float64 copy of the whole tensor), the values are those of one float64 draw."""
+    shape = (70, 13)
+    whole = init.get(name)(shape, rng=np.random.default_rng(5), dtype=np.float64)
+    monkeypatch.setattr(init, "_DRAW_BLOCK", 64)        # 910 values: 14 full blocks and one of 14
+    blocked = init.get(name)(shape, rng=np.random.default_rng(5), dtype=np.float32)
+    assert blocked.dtype == np.float32 and blocked.shape == shape
+    np.testing.assert_array_equal(blocked, whole.astype(np.float32))
+
 def test_fans_linear_and_conv_share_one_rule():
     assert init.compute_fans((10, 20)) == (20, 10)
     assert init.compute_fans((64, 32, 3, 5)) == (32 * 15, 64 * 15)

@@ -5,6 +5,9 @@ import pytest
 
 from trainlab import init, nn
 
+# every test runs on both kernel paths (compiled and NumPy reference); see conftest.py
+pytestmark = pytest.mark.usefixtures("kernel_path")
+
 torch = pytest.importorskip("torch")
 
 

@@ -171,6 +171,7 @@ def torch_parity(case_id: str, steps: int = PARITY_STEPS, shapes=SHAPES) -> floa
     return worst
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("case_id", TORCH_IDS)
 def test_parity_with_torch(case_id):
     assert torch_parity(case_id) <= PARITY_RTOL
@@ -180,6 +181,7 @@ def test_parity_with_torch(case_id):
 BLAS_SHAPES = [(7,), (64, 80), (3, 40, 40)]        # 7 values stay on the NumPy path, the others do not
 
 
+@pytest.mark.usefixtures("kernel_path")
 @pytest.mark.parametrize("case_id", TORCH_IDS)
 def test_parity_with_torch_on_the_blas_path(case_id):
     from trainlab import _blas
@@ -192,7 +194,7 @@ BLAS_CONFIGS = list(CONFIGS)
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("name", BLAS_CONFIGS)
-def test_blas_path_matches_the_numpy_path(name, dtype, monkeypatch):
+def test_blas_path_matches_the_numpy_path(name, dtype, monkeypatch, numpy_kernels):
     from trainlab import _blas
     if not _blas.available():
         pytest.skip("no OpenBLAS level-1 functions in this NumPy build")
@@ -297,6 +299,7 @@ def seed_parity(name: str, steps: int = PARITY_STEPS) -> float:
 
 
 @pytest.mark.parametrize("name", list(SEED_CASES))
+@pytest.mark.usefixtures("kernel_path")
 def test_parity_with_seed(name):
     assert seed_parity(name) <= PARITY_RTOL
 
@@ -564,6 +567,30 @@ def test_functional_kernel_without_workspace_matches_optimizer():
         for t, step_grads in enumerate(grads, start=1):
             F.adam(w, step_grads[i], m, v, vmax, step=t, lr=0.01, amsgrad=True)
         assert np.array_equal(w, params[i].data)
+
+
+def test_scratch_is_made_only_when_a_kernel_asks_for_it():
+    """Momentum SGD on BLAS needs no scratch; a slot only a bias asks for stays bias-sized."""
+    from trainlab import _blas
+    if not _blas.available():
+        pytest.skip("no OpenBLAS level-1 functions in this NumPy build")
+    weight, bias = Parameter(np.ones((300, 200), np.float32)), Parameter(np.ones(7, np.float32))
+    opt = optim.SGD([weight, bias], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        weight.grad[...] = 0.5
+        bias.grad[...] = 0.5
+        opt.step()
+    assert all(buf.size <= bias.data.size for buf in opt._work.values())     # the weight's update used none
+    ref = Parameter(np.ones(7, np.float32))
+    ref_opt = optim.SGD([ref], lr=0.1, momentum=0.9)
+    for _ in range(2):
+        ref.grad[...] = 0.5
+        ref_opt.step()
+    np.testing.assert_array_equal(bias.data, ref.data)
+    work = opt._workspace(bias)
+    assert len(work) == opt.work_slots and work[1].shape == bias.shape
+    with pytest.raises(IndexError):
+        work[opt.work_slots]
 
 
 # ---------------------------------------------------------------------------- Adam properties

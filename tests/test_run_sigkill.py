@@ -37,7 +37,10 @@ MAX_LAUNCHES = 60   #: bound on the loop (a launch that ends before its kill is 
 
 
 def line_count(path) -> int:
-    return path.read_bytes().count(b"\n") if path.is_file() else 0
+    try:        # the run may replace or remove the file between any check and the read
+        return path.read_bytes().count(b"\n")
+    except FileNotFoundError:
+        return 0
 
 
 def check_folder(folder, reference_rows, model) -> int:

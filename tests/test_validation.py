@@ -466,7 +466,7 @@ def test_batchnorm_empty_batch_keeps_trained_running_stats():
 
 
 # ----------------------------------------------------------------------------------- PyTorch's rules
-def test_relu_backward_at_nan_passes_the_gradient_as_torch():
+def test_relu_backward_at_nan_passes_the_gradient_as_torch(kernel_path):     # both kernel paths
     torch = pytest.importorskip("torch")
     x = np.array([np.nan, -1.0, -0.0, 0.0, 2.0, np.inf, -np.inf])
     dy = np.arange(1.0, 8.0)

@@ -148,16 +148,36 @@ def _scale(where: str, name: str, value: Any) -> float:
     return _validate.real(where, name, value, low=0)
 
 
+#: values drawn per float64 block when the result has another dtype (see :func:`_draw`)
+_DRAW_BLOCK = 1 << 16
+
+
+def _draw_float64(size: int, std: float, distribution: str, rng: np.random.Generator) -> np.ndarray:
+    if distribution == "normal":
+        out = rng.standard_normal(size)
+        out *= std
+        return out
+    bound = math.sqrt(3.0) * std
+    return rng.uniform(-bound, bound, size)
+
+
 def _draw(shape: tuple[int, ...], std: float, distribution: str, rng: np.random.Generator,
           dtype: Any) -> np.ndarray:
-    """N(0, std^2) or U(-sqrt(3) std, sqrt(3) std), drawn in float64 then cast to ``dtype`` (checked)."""
-    if distribution == "normal":
-        out = rng.standard_normal(shape)
-        out *= std
-    else:
-        bound = math.sqrt(3.0) * std
-        out = rng.uniform(-bound, bound, shape)
-    return out.astype(dtype, copy=False)
+    """N(0, std^2) or U(-sqrt(3) std, sqrt(3) std), drawn in float64 then cast to ``dtype`` (checked).
+
+    For another dtype the float64 values are drawn ``_DRAW_BLOCK`` at a time and cast into the
+    result block by block: the generator yields the same stream whatever the block sizes, so the
+    values are those of one whole float64 draw, without a float64 copy of the whole tensor.
+    """
+    size = math.prod(shape)
+    if np.dtype(dtype) == np.float64 or size <= _DRAW_BLOCK:
+        return _draw_float64(size, std, distribution, rng).reshape(shape).astype(dtype, copy=False)
+    out = np.empty(shape, dtype=dtype)
+    flat = out.reshape(-1)
+    for start in range(0, size, _DRAW_BLOCK):
+        stop = min(size, start + _DRAW_BLOCK)
+        flat[start:stop] = _draw_float64(stop - start, std, distribution, rng)
+    return out
 
 
 def variance_scaling(shape: tuple[int, ...], *, rng: np.random.Generator, gain: float = 1.0,

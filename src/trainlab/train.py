@@ -4,7 +4,7 @@ One step is::
 
     logits = model(xb)                     # forward, caches for backward
     loss = loss_fn(logits, yb)
-    model.backward(loss_fn.backward())     # accumulates into Parameter.grad
+    model.backward(loss_fn.backward(), input_grad=False)   # into Parameter.grad; xb is data
     optimizer.step(); optimizer.zero_grad()
 
 Callbacks see the trainer at fixed points (``on_train_begin``, ``on_epoch_begin``,

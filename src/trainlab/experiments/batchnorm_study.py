@@ -145,7 +145,7 @@ def _train(model: nn.Module, opt: optim.Optimizer, x: np.ndarray, y: np.ndarray,
                 loss = loss_fn(model(xb), yb)
                 if not math.isfinite(loss):
                     return False
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), input_grad=False)   # x is data
                 opt.step()
                 opt.zero_grad()
     return True
@@ -518,7 +518,7 @@ def ioffe_trial(params: dict, ctx: object) -> dict:
                 pct.append(np.percentile(_probe(model, last_sigmoid, splits.val.x), (15, 50, 85), axis=0))
                 accs.append(_accuracy(model, *splits.val))
             loss_fn(model(xb), yb)
-            model.backward(loss_fn.backward())
+            model.backward(loss_fn.backward(), input_grad=False)   # x is data
             opt.step()
             opt.zero_grad()
             step += 1

@@ -578,7 +578,7 @@ def _train_mlp(name: str, lr: float, seed: int, epochs: int, splits: Any) -> dic
                 if not math.isfinite(loss):
                     diverged = True
                     break
-                model.backward(loss_fn.backward())
+                model.backward(loss_fn.backward(), input_grad=False)   # x is data
                 opt.step()
                 opt.zero_grad()
                 step += 1

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainlab import _validate
+from trainlab import _validate, kernels
 from trainlab.nn.module import Module
 
 __all__ = ["Activation", "ReLU", "LeakyReLU", "Tanh", "Sigmoid", "ACTIVATIONS", "get"]
@@ -78,6 +78,49 @@ def _relu(x: np.ndarray) -> np.ndarray:
     return out
 
 
+def _compiled_operands(*arrays: np.ndarray) -> list[np.ndarray] | None:
+    """Flat memory views of arrays of one shape and memory order, for a compiled kernel; else None.
+
+    None (use the NumPy path) when the compiled kernels are off, the first array is not
+    float32/float64, or the arrays' elements are not laid out alike in one block each.
+    """
+    if not kernels.active() or arrays[0].dtype not in (np.float32, np.float64):
+        return None
+    first = arrays[0]
+    order = _axis_order(first)
+    flats = []
+    for a in arrays:
+        if a.shape != first.shape or _axis_order(a) != order:
+            return None
+        flat = _memory_order(a)
+        if flat is None:
+            return None
+        flats.append(flat)
+    return flats
+
+
+def _axis_order(a: np.ndarray) -> tuple[int, ...]:
+    return tuple(sorted(range(a.ndim), key=lambda axis: -a.strides[axis]))
+
+
+def _compiled_backward(kernel: str, dout: np.ndarray, saved: np.ndarray) -> np.ndarray | None:
+    """``dx`` from the compiled kernel ``kernel(dout, saved, dx)`` in one pass, or None (the NumPy path)."""
+    if saved.dtype != np.bool_ and dout.dtype != saved.dtype:
+        return None
+    flats = _compiled_operands(dout, saved)
+    if flats is None:
+        return None
+    dx, flat_dx = _like(dout)
+    getattr(kernels.jit(), kernel)(*flats, flat_dx)
+    return dx
+
+
+def _like(x: np.ndarray, dtype: np.dtype | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """A new array with the memory layout of ``x`` and its flat view."""
+    out = np.empty_like(x, dtype=dtype)
+    return out, _memory_order(out)
+
+
 class ReLU(Activation):
     """``y = max(0, x)``; ``dx = dy * [not y <= 0]``, as PyTorch's ``threshold_backward``.
 
@@ -89,7 +132,15 @@ class ReLU(Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self._out = None        # release the previous step's mask before allocating
-        out = _relu(_validate.layer_input(x, "ReLU"))
+        x = _validate.layer_input(x, "ReLU")
+        flats = _compiled_operands(x)
+        if flats is not None:   # one fused pass writes the output and the mask [not x <= 0]
+            out, flat_out = _like(x)
+            mask, flat_mask = _like(x, np.bool_)
+            kernels.jit().relu_forward(flats[0], flat_out, flat_mask)
+            self._out = mask
+            return out
+        out = _relu(x)
         # Backward needs only the mask: a bool array (a quarter of float32's size) lets the
         # output itself be freed as soon as the next layer is done with it. y is >= 0 or NaN,
         # so PyTorch's [not y <= 0] is [y != 0], one comparison.
@@ -98,7 +149,8 @@ class ReLU(Activation):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         mask, dout = self._saved(dout)
-        return np.multiply(dout, mask)
+        dx = _compiled_backward("masked_copy", dout, mask)
+        return np.multiply(dout, mask) if dx is None else dx
 
 
 class LeakyReLU(Activation):
@@ -116,6 +168,13 @@ class LeakyReLU(Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = _validate.layer_input(x, "LeakyReLU")
+        flats = _compiled_operands(x)
+        if flats is not None:   # one fused pass writes the output and the mask
+            out, flat_out = _like(x)
+            self._positive, flat_positive = _like(x, np.bool_)
+            kernels.jit().leaky_relu_forward(flats[0], x.dtype.type(self.negative_slope), flat_out, flat_positive)
+            self._out = out
+            return out
         self._positive = x > 0
         self._out = np.where(self._positive, x, x * x.dtype.type(self.negative_slope))
         return self._out
@@ -123,6 +182,11 @@ class LeakyReLU(Activation):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         _, dout = self._saved(dout)
         slope = dout.dtype.type(self.negative_slope)
+        flats = _compiled_operands(dout, self._positive)
+        if flats is not None:
+            dx, flat_dx = _like(dout)
+            kernels.jit().leaky_relu_backward(flats[0], flats[1], slope, flat_dx)
+            return dx
         return np.where(self._positive, dout, dout * slope)
 
 
@@ -137,6 +201,9 @@ class Tanh(Activation):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         out, dout = self._saved(dout)
+        dx = _compiled_backward("tanh_backward", dout, out)     # one pass instead of three
+        if dx is not None:
+            return dx
         dx = np.square(out)
         np.subtract(1, dx, out=dx)
         dx *= dout
@@ -150,6 +217,12 @@ class Sigmoid(Activation):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         x = _validate.layer_input(x, "Sigmoid")
+        flats = _compiled_operands(x)
+        if flats is not None:   # one fused pass (the same formula), keeping x's memory layout
+            out, flat_out = _like(x)
+            kernels.jit().sigmoid_forward(flats[0], x.dtype.type(1), flat_out)
+            self._out = out
+            return out
         # exp(-|x|) never overflows; fold the sign back in
         e = np.exp(-np.abs(x))
         out = np.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e)).astype(x.dtype, copy=False)
@@ -158,6 +231,9 @@ class Sigmoid(Activation):
 
     def backward(self, dout: np.ndarray) -> np.ndarray:
         out, dout = self._saved(dout)
+        dx = _compiled_backward("sigmoid_backward", dout, out)     # one pass instead of three
+        if dx is not None:
+            return dx
         dx = np.subtract(1, out)
         dx *= out
         dx *= dout

@@ -46,7 +46,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from trainlab import _validate
+from trainlab import _validate, kernels
 from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
 __all__ = ["BatchNorm1d", "BatchNorm2d"]
@@ -58,6 +58,15 @@ class _BNCache(NamedTuple):
     input_shape: tuple[int, ...]
     batch_stats: bool          # True when normalized with batch statistics
     channel_major: bool        # True when the input was channel-major: centered is (1, C, N*S)
+
+
+class _BNKernelCache(NamedTuple):
+    x3: np.ndarray             # the input as C-contiguous (n, c, s) (the compiled path recomputes x - mean)
+    mean: np.ndarray           # float64 (C,): the mean used to normalize
+    inv_std: np.ndarray        # float64 (C,): 1 / sqrt(var + eps)
+    input_shape: tuple[int, ...]
+    batch_stats: bool
+    channel_major: bool
 
 
 _VECDOT = getattr(np, "vecdot", None)     # NumPy >= 2.0
@@ -259,7 +268,6 @@ class _BatchNorm(Module):
         x3, channel_major = self._as_ncs(x)
         n, c, s = x3.shape
         dtype = x3.dtype
-        views = self._views(n, c, s, dtype)
         batch_stats = self._use_batch_stats()
         if x3.size == 0:
             return self._forward_empty(x3, np.shape(x), channel_major)
@@ -268,6 +276,10 @@ class _BatchNorm(Module):
             if m == 1:
                 raise ValueError(f"{type(self).__name__}({self.num_features}): expected more than 1 value "
                                  f"per channel when training, got input of shape {np.shape(x)}")
+        if kernels.active():
+            return self._forward_compiled(x3, channel_major, np.shape(x), batch_stats)
+        views = self._views(n, c, s, dtype)
+        if batch_stats:
             mean = _channel_sum(x3)
             mean *= dtype.type(1.0 / m)
         else:
@@ -308,6 +320,38 @@ class _BatchNorm(Module):
         self._cache = _BNCache(x3, np.ones(c, x3.dtype), shape, False, channel_major)
         return _from_ncs(np.empty(x3.shape, x3.dtype), shape, channel_major)
 
+    def _affine_vectors(self, dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+        """``(gamma, beta)`` in ``dtype`` (ones and zeros when the layer is not affine)."""
+        if self.affine:
+            return (self.weight.data.astype(dtype, copy=False), self.bias.data.astype(dtype, copy=False))
+        ones = _ones(self.num_features, dtype)
+        return ones, np.zeros_like(ones)
+
+    def _forward_compiled(self, x3: np.ndarray, channel_major: bool, input_shape: tuple[int, ...],
+                          batch_stats: bool) -> np.ndarray:
+        """The forward as one fused kernel (statistics and normalization; see :mod:`trainlab.kernels`).
+
+        Same equations as the NumPy path: the batch variance comes from float64 sums
+        shifted by the channel's first value, ``y = (x - mean) * (gamma * inv_std) + beta``.
+        """
+        n, c, s = x3.shape
+        jit = kernels.jit()
+        gamma, beta = self._affine_vectors(x3.dtype)
+        if batch_stats:
+            mean, var = np.empty(c), np.empty(c)
+        else:
+            mean = self.running_mean.astype(np.float64)
+            var = self.running_var.astype(np.float64)
+        out = np.empty(x3.shape, dtype=x3.dtype)
+        kernel = jit.bn_forward_rows if s == 1 else jit.bn_forward_planes
+        sizes = (n, c) if s == 1 else (n, c, s)
+        kernel(x3.reshape(-1), *sizes, gamma, beta, self.eps, out.reshape(-1), mean, var, batch_stats)
+        if batch_stats and self.training and self.track_running_stats:
+            self._update_running_stats(mean, var, n * s)
+        inv_std = 1.0 / np.sqrt(var + self.eps)
+        self._cache = _BNKernelCache(x3, mean, inv_std, input_shape, batch_stats, channel_major)
+        return _from_ncs(out, input_shape, channel_major)
+
     def _update_running_stats(self, mean: np.ndarray, var: np.ndarray, m: int) -> None:
         buffers = self._buffers      # read directly: attribute access through Module.__getattr__ costs more
         count = buffers["num_batches_tracked"] + 1
@@ -334,15 +378,17 @@ class _BatchNorm(Module):
         """
         if self._cache is None:
             raise RuntimeError(f"{type(self).__name__}.backward called before forward")
-        centered, inv_std, input_shape, batch_stats, channel_major = self._cache
-        n, c, s = centered.shape
-        dtype = centered.dtype
-        if centered.size == 0:          # an empty batch (see _forward_empty)
+        cache = self._cache
+        compiled = isinstance(cache, _BNKernelCache)
+        data = cache.x3 if compiled else cache.centered
+        input_shape, channel_major = cache.input_shape, cache.channel_major
+        n, c, s = data.shape
+        dtype = data.dtype
+        if data.size == 0:              # an empty batch (see _forward_empty)
             if self.affine:
                 self.bias.accumulate_grad(np.zeros(c, dtype))
                 self.weight.accumulate_grad(np.zeros(c, dtype))
             return np.empty(input_shape, dtype)
-        views = self._views(n, c, s, dtype)
         dy = _validate.upstream(dout, input_shape, type(self).__name__)
         if channel_major:
             dyt = dy.reshape(input_shape).swapaxes(0, 1)
@@ -353,6 +399,10 @@ class _BatchNorm(Module):
             if dy.dtype != dtype or not dy.flags.c_contiguous:
                 dy = np.ascontiguousarray(dy, dtype=dtype)
             dy3 = dy.reshape(n, c, s)
+        if compiled:
+            return self._backward_compiled(dy3)
+        centered, inv_std, batch_stats = data, cache.inv_std, cache.batch_stats
+        views = self._views(n, c, s, dtype)
         sum_dy = _channel_sum(dy3)
         sum_dy_xhat = _channel_dot(dy3, centered)
         sum_dy_xhat *= inv_std
@@ -375,6 +425,23 @@ class _BatchNorm(Module):
         np.add(dxv, views.channel(k0), out=dxv)                         # + k0
         np.subtract(dyv, dxv, out=dxv)                                  # dy - k0 - xc * k1
         np.multiply(dxv, views.channel(scale), out=dxv)                 # * gamma * inv_std
+        return _from_ncs(dx, input_shape, channel_major)
+
+    def _backward_compiled(self, dy3: np.ndarray) -> np.ndarray:
+        """The closed-form backward as one fused kernel: both reductions, then ``dx``."""
+        x3, mean, inv_std, input_shape, batch_stats, channel_major = self._cache
+        n, c, s = x3.shape
+        jit = kernels.jit()
+        gamma, _ = self._affine_vectors(x3.dtype)
+        dx = np.empty(x3.shape, dtype=x3.dtype)
+        dgamma, dbeta = np.empty(c), np.empty(c)
+        kernel = jit.bn_backward_rows if s == 1 else jit.bn_backward_planes
+        sizes = (n, c) if s == 1 else (n, c, s)
+        kernel(dy3.reshape(-1), x3.reshape(-1), *sizes, gamma, mean, inv_std, dx.reshape(-1), dgamma, dbeta,
+               batch_stats)
+        if self.affine:
+            self.bias.accumulate_grad(dbeta)
+            self.weight.accumulate_grad(dgamma)
         return _from_ncs(dx, input_shape, channel_major)
 
 

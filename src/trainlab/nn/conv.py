@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 import numpy as np
 from numpy.lib.stride_tricks import as_strided
 
-from trainlab import _validate
+from trainlab import _validate, kernels
 from trainlab.nn.linear import InitializedLayer
 from trainlab.nn.module import Module, Parameter, check_float_dtype, is_channel_major
 
@@ -54,6 +54,11 @@ __all__ = ["Conv2d", "MaxPool2d", "Flatten"]
 _WIDE_ROWS_MAX_WASTE = 0.35
 # Compute W^T dY for at most this many bytes of dcols at a time (cache-sized blocks).
 _DX_BLOCK_BYTES = 4 << 20
+# Compiled path: im2col (and W^T dY) in blocks of at most this many bytes (see Conv2d._cols_block).
+# Paired A/B on 2 cores (conv2 of benchmark workloads 3 and 6, forward + backward): 1 MiB blocks
+# made the GEMMs too thin (backward 1.8x the whole-matrix GEMMs, against 1.4-1.7x at 4 MiB, which
+# was as fast as one whole matrix); 4 MiB keeps two blocks far below the whole im2col matrix.
+_COLS_BLOCK_BYTES = 4 << 20
 
 
 _ARENA = threading.local()
@@ -127,9 +132,10 @@ class _Geometry(NamedTuple):
 
 
 class _Conv2dCache(NamedTuple):
-    cols: np.ndarray        # (C*kh*kw, N*Ho*Wo), the im2col of the input
+    cols: np.ndarray | None     # (C*kh*kw, N*Ho*Wo), the im2col of the input (NumPy path)
     geometry: _Geometry
-    dtype: np.dtype         # the dtype the GEMMs ran in
+    dtype: np.dtype             # the dtype the GEMMs ran in
+    x: np.ndarray | None = None  # the input itself (compiled path: backward rebuilds cols block by block)
 
 
 class Conv2d(InitializedLayer):
@@ -269,19 +275,40 @@ class Conv2d(InitializedLayer):
         f, k, positions = self.out_channels, g.c * kh * kw, g.n * g.ho * g.wo
 
         self._cache = None      # release the previous step's cols before building new ones
-        padded = _Scratch([(g.c, g.n, g.rows, g.row_len)], dtype).views[0]
-        padded.fill(0)
-        np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
-        # cols is what backward needs; it is reused across steps (never handed out).
-        cols = self._buffer("cols", (k, positions), dtype)
-        np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wo), self._windows(padded, g, g.wo))
-        del padded
-
         out = np.empty((f, positions), dtype=dtype)    # channel-major (F, N, Ho, Wo)
-        np.matmul(weight.reshape(f, k).astype(dtype, copy=False), cols, out=out)
+        weight2d = weight.reshape(f, k).astype(dtype, copy=False)
+        if kernels.active():
+            # cols block by block (a cache-sized block: one compiled pass from x, either layout, then
+            # one GEMM into the block's columns of out); backward keeps x, not the 9x larger cols
+            self._scratch.pop("cols", None)
+            chunk, shape = self._cols_block(g, dtype)
+            block = _Scratch([shape], dtype).views[0]
+            im2col = kernels.jit().im2col
+            per_sample = g.ho * g.wo
+            for n0 in range(0, g.n, chunk):
+                count = min(chunk, g.n - n0)
+                cols = block.reshape(-1)[:k * count * per_sample].reshape(k, count * per_sample)
+                im2col(x[n0:n0 + count], kh, kw, *self.stride, ph, pw, g.ho, g.wo, cols.reshape(-1))
+                np.matmul(weight2d, cols, out=out[:, n0 * per_sample:(n0 + count) * per_sample])
+            del block
+            cache = _Conv2dCache(None, g, np.dtype(dtype), x)
+        else:
+            # cols is what backward needs; it is reused across steps (never handed out).
+            cols = self._buffer("cols", (k, positions), dtype)
+            padded = _Scratch([(g.c, g.n, g.rows, g.row_len)], dtype).views[0]
+            padded.fill(0)
+            np.copyto(padded[:, :, ph:ph + g.h, pw:pw + g.w], x.transpose(1, 0, 2, 3), casting="unsafe")
+            np.copyto(cols.reshape(g.c, kh, kw, g.n, g.ho, g.wo), self._windows(padded, g, g.wo))
+            del padded
+            np.matmul(weight2d, cols, out=out)
+            cache = _Conv2dCache(cols, g, np.dtype(dtype))
         if self.bias is not None:
-            np.add(out, self.bias.data.astype(dtype, copy=False)[:, None], out=out)
-        self._cache = _Conv2dCache(cols, g, np.dtype(dtype))
+            bias = self.bias.data.astype(dtype, copy=False)
+            if kernels.active():
+                kernels.jit().add_bias_rows(out.reshape(-1), bias, f, positions)
+            else:
+                np.add(out, bias[:, None], out=out)
+        self._cache = cache
         return out.reshape(f, g.n, g.ho, g.wo).transpose(1, 0, 2, 3)
 
     #: ``backward(dout, input_grad=False)`` skips dx (used by Sequential for data inputs)
@@ -290,7 +317,7 @@ class Conv2d(InitializedLayer):
     def backward(self, dout: np.ndarray, input_grad: bool = True) -> np.ndarray | None:
         if self._cache is None:
             raise RuntimeError("Conv2d.backward called before forward")
-        cols, g, dtype = self._cache
+        cols, g, dtype, x = self._cache
         dout = np.asarray(dout)
         expected = (g.n, self.out_channels, g.ho, g.wo)
         if dout.shape != expected:
@@ -298,7 +325,8 @@ class Conv2d(InitializedLayer):
                              f"{expected}, got {dout.shape}")
         (kh, kw), (ph, pw) = self.kernel_size, self.padding
         f, k = self.out_channels, g.c * kh * kw
-        wide = input_grad and g.wr > g.wo
+        compiled = cols is None
+        wide = input_grad and g.wr > g.wo and not compiled
         width = g.wr if wide else g.wo
         per_sample = g.ho * width
         chunk = max(1, min(g.n, _DX_BLOCK_BYTES // max(1, k * per_sample * dtype.itemsize)))
@@ -307,7 +335,10 @@ class Conv2d(InitializedLayer):
         dout_t = dout.transpose(1, 0, 2, 3)
         copy_dy = dout.dtype != dtype or not dout_t.flags.c_contiguous
         shapes = [(f, g.n, g.ho, g.wo)] if copy_dy else []
-        if input_grad:
+        if compiled:        # the im2col block, and the W^T dY block with input_grad
+            chunk, block_shape = self._cols_block(g, dtype)
+            shapes += [block_shape] * (2 if input_grad else 1)
+        elif input_grad:
             shapes += [(f, g.n, g.ho, width)] if wide else []
             shapes += [(g.c, g.n, g.rows, g.row_len), (k, chunk * per_sample)]
         scratch = _Scratch(shapes, dtype).views
@@ -317,6 +348,8 @@ class Conv2d(InitializedLayer):
         else:
             dy = dout_t
         dy = dy.reshape(f, -1)
+        if compiled:
+            return self._backward_compiled(x, dy, g, dtype, chunk, scratch)
 
         wgrad = self.weight
         if wgrad._grad_is_zero and wgrad._grad.dtype == dtype:
@@ -353,12 +386,76 @@ class Conv2d(InitializedLayer):
         np.copyto(dx, dpadded[:, :, ph:ph + g.h, pw:pw + g.w])
         return dx.transpose(1, 0, 2, 3)
 
+    def _cols_block(self, g: _Geometry, dtype: np.dtype) -> tuple[int, tuple[int, int]]:
+        """``chunk`` (samples per block) and the ``(K, chunk*Ho*Wo)`` shape of a block, compiled path.
+
+        ``chunk`` is the most samples whose columns fit in ``_COLS_BLOCK_BYTES`` (at least one): a
+        block small enough to stay in the caches between the im2col pass that writes it and the
+        GEMM that reads it, large enough for the GEMMs to run at full speed. It depends on the shapes
+        only, so results never depend on the thread count.
+        """
+        (kh, kw), per_sample = self.kernel_size, g.ho * g.wo
+        k = g.c * kh * kw
+        chunk = max(1, min(g.n, _COLS_BLOCK_BYTES // max(1, k * per_sample * dtype.itemsize)))
+        return chunk, (k, chunk * per_sample)
+
+    def _backward_compiled(self, x: np.ndarray, dy: np.ndarray, g: _Geometry, dtype: np.dtype, chunk: int,
+                           blocks: list[np.ndarray]) -> np.ndarray | None:
+        """The backward on the compiled path, one block of ``chunk`` samples at a time.
+
+        ``blocks``: the im2col block, and the ``W^T dY`` block when ``dx`` is wanted.
+
+        For each block: ``cols_b = im2col(x_b)`` (one compiled pass into a cache-sized block),
+        ``dW += dY_b cols_b^T`` (BLAS), and with ``input_grad`` ``dcols_b = W^T dY_b`` (BLAS) whose
+        taps one compiled pass adds straight into the channel-major ``dx`` (no padded buffer, no
+        copy). ``db = dY 1``. Neither ``cols`` nor ``dcols`` ever exists whole.
+        """
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        f, k, per_sample = self.out_channels, g.c * kh * kw, g.ho * g.wo
+        input_grad = len(blocks) == 2
+        cols_block, dcols_block = blocks[0], blocks[-1]
+        jit = kernels.jit()
+        wgrad = self.weight
+        direct = wgrad._grad_is_zero and wgrad._grad.dtype == dtype
+        dw = wgrad._grad.reshape(f, k) if direct else np.zeros((f, k), dtype=dtype)
+        part = np.empty((f, k), dtype=dtype) if g.n > chunk or not direct else None
+        if input_grad:
+            weight_t = np.ascontiguousarray(self.weight.data.reshape(f, k).T, dtype=dtype)
+            dx = np.empty((g.c, g.n, g.h, g.w), dtype=dtype)
+        for n0 in range(0, g.n, chunk):
+            count = min(chunk, g.n - n0)
+            width = count * per_sample
+            dy_b = dy[:, n0 * per_sample:n0 * per_sample + width]
+            cols = cols_block.reshape(-1)[:k * width].reshape(k, width)
+            jit.im2col(x[n0:n0 + count], kh, kw, sh, sw, ph, pw, g.ho, g.wo, cols.reshape(-1))
+            if n0 == 0 and direct:
+                np.matmul(dy_b, cols.T, out=dw)
+            else:
+                np.matmul(dy_b, cols.T, out=part)
+                dw += part
+            if input_grad:
+                dcols = dcols_block.reshape(-1)[:k * width].reshape(k, width)
+                np.matmul(weight_t, dy_b, out=dcols)
+                jit.col2im(dcols.reshape(-1), g.n, n0, count, g.c, g.h, g.w, kh, kw, sh, sw, ph, pw, g.ho,
+                           g.wo, dx.reshape(-1))
+        del blocks, cols_block, dcols_block
+        if direct:
+            if g.n == 0:
+                dw.fill(0)
+            wgrad.mark_grad_written()
+        else:
+            wgrad.accumulate_grad(dw.reshape(self.weight.data.shape))
+        if self.bias is not None:
+            self.bias.sum_into_grad(dy, axis=1)
+        return dx.transpose(1, 0, 2, 3) if input_grad else None
+
 
 class _MaxPoolCache(NamedTuple):
     argmax: np.ndarray | None     # (B, Ho, Wo): window tap u*kw + v of each maximum
     planes: np.ndarray | None     # the (-inf padded) (B, Hp, Wp) input, kept instead when argmax is deferred
     input_shape: tuple[int, ...]
     channel_major: bool           # the planes are ordered (C, N), not (N, C)
+    compiled: bool = False        # made by the compiled path: planes unpadded, taps never in the padding
 
 
 def _planes(x: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -498,6 +595,8 @@ class MaxPool2d(Module):
         x = _validate.layer_input(x, "MaxPool2d")
         ho, wo = self._output_hw(x.shape)
         self._cache = None      # release the previous step's argmax first
+        if kernels.active() and x.dtype in (np.float32, np.float64):
+            return self._forward_compiled(x, ho, wo)
         planes, channel_major = self._padded_planes(x)
         taps, scratch = self._gather_taps(planes, ho, wo)
         if self.training:
@@ -509,6 +608,30 @@ class MaxPool2d(Module):
                 np.maximum(out, tap, out=out)
             self._cache = _MaxPoolCache(None, planes, x.shape, channel_major)
         del taps, scratch
+        return _from_planes(out, x.shape, channel_major)
+
+    def _pool_compiled(self, planes: np.ndarray, ho: int, wo: int,
+                       want_argmax: bool) -> tuple[np.ndarray, np.ndarray | None]:
+        """Maximum (and winning tap) of every window, in one compiled pass over the planes."""
+        (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
+        b, h, w = planes.shape
+        out = np.empty((b, ho, wo), dtype=planes.dtype)
+        code_dtype = np.uint8 if kh * kw <= 256 else np.uint16
+        argmax = np.empty((b, ho, wo), dtype=code_dtype) if want_argmax else np.empty(1, dtype=code_dtype)
+        jit = kernels.jit()
+        flat, flat_out, flat_argmax = planes.reshape(-1), out.reshape(-1), argmax.reshape(-1)
+        if (kh, kw, sh, sw, ph, pw) == (2, 2, 2, 2, 0, 0):
+            jit.maxpool2x2_forward(flat, b, h, w, ho, wo, flat_out, flat_argmax, want_argmax)
+        else:
+            jit.maxpool_forward(flat, b, h, w, kh, kw, sh, sw, ph, pw, ho, wo, flat_out, flat_argmax,
+                                want_argmax)
+        return out, (argmax if want_argmax else None)
+
+    def _forward_compiled(self, x: np.ndarray, ho: int, wo: int) -> np.ndarray:
+        """The forward on the compiled path: no padded copy, no gathered taps (see :mod:`trainlab.kernels`)."""
+        planes, channel_major = _planes(x)
+        out, argmax = self._pool_compiled(planes, ho, wo, self.training)
+        self._cache = _MaxPoolCache(argmax, None if self.training else planes, x.shape, channel_major, True)
         return _from_planes(out, x.shape, channel_major)
 
     def _corner_index(self, b: int, ho: int, wo: int, hp: int, wp: int) -> np.ndarray:
@@ -524,9 +647,12 @@ class MaxPool2d(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._cache is None:
             raise RuntimeError("MaxPool2d.backward called before forward")
-        argmax, planes, shape, channel_major = self._cache
+        argmax, planes, shape, channel_major, compiled = self._cache
         (kh, kw), (sh, sw), (ph, pw) = self.kernel_size, self.stride, self.padding
         ho, wo = self.output_shape(shape)[2:]
+        if argmax is None and compiled:
+            argmax = self._pool_compiled(planes, ho, wo, True)[1]
+            self._cache = _MaxPoolCache(argmax, None, shape, channel_major, True)
         if argmax is None:
             taps, scratch = self._gather_taps(planes, ho, wo)
             argmax = self._max_and_argmax(taps)[1]
@@ -541,6 +667,11 @@ class MaxPool2d(Module):
         d_planes = np.ascontiguousarray(dout.transpose(1, 0, 2, 3) if channel_major else dout)
         d_planes = d_planes.reshape(argmax.shape)
         b = argmax.shape[0]
+        if compiled and d_planes.dtype in (np.float32, np.float64):
+            dx = np.empty((b, shape[2], shape[3]), dtype=d_planes.dtype)
+            kernels.jit().maxpool_backward(d_planes.reshape(-1), argmax.reshape(-1), b, shape[2], shape[3],
+                                           kh, kw, sh, sw, ph, pw, ho, wo, dx.reshape(-1))
+            return _from_planes(dx, shape, channel_major)
         hp, wp = shape[2] + 2 * ph, shape[3] + 2 * pw
         crop = (ph or pw) or (sh * ho, sw * wo) != (hp, wp)
         dpadded = np.zeros((b, hp, wp), dtype=dout.dtype)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from trainlab import _validate
+from trainlab import _validate, kernels
 from trainlab.nn.module import Module
 
 __all__ = ["Dropout"]
@@ -48,6 +48,14 @@ class Dropout(Module):
             self._mask = None
             return x
         keep = self.rng.random(x.shape, dtype=np.float32 if x.dtype == np.float32 else np.float64)
+        if kernels.active() and x.dtype in (np.float32, np.float64):
+            # one compiled pass for mask = [keep >= p] / (1 - p) and y = x * mask (same values)
+            x = np.ascontiguousarray(x)
+            mask, out = np.empty_like(x), np.empty_like(x)
+            kernels.jit().scale_by_mask(x.reshape(-1), keep.reshape(-1), keep.dtype.type(self.p),
+                                        x.dtype.type(1.0 / (1.0 - self.p)), out.reshape(-1), mask.reshape(-1))
+            self._mask = mask
+            return out
         mask = (keep >= self.p).astype(x.dtype)
         mask *= x.dtype.type(1.0 / (1.0 - self.p))
         self._mask = mask
@@ -56,4 +64,9 @@ class Dropout(Module):
     def backward(self, dout: np.ndarray) -> np.ndarray:
         if self._mask is None:
             return dout
-        return _validate.upstream(dout, self._mask.shape, "Dropout") * self._mask
+        dout = _validate.upstream(dout, self._mask.shape, "Dropout")
+        if kernels.active() and dout.dtype == self._mask.dtype and dout.flags.c_contiguous:
+            dx = np.empty_like(dout)
+            kernels.jit().multiply(dout.reshape(-1), self._mask.reshape(-1), dx.reshape(-1))
+            return dx
+        return dout * self._mask

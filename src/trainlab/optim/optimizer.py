@@ -25,7 +25,8 @@ learning-rate schedules record (as PyTorch's do).
 
 Scratch memory: the kernels' temporaries go into a few flat buffers per dtype,
 sized to the largest parameter and shared by all parameters (views cached per
-parameter); they are not state and are not saved.
+parameter), each made only when a kernel first asks for it (the BLAS path needs
+few or none); they are not state and are not saved.
 
 Threads: when a group holds at least ``parallel_min_elements`` values, ``step``
 splits its parameters into ``num_threads`` lanes of about equal size and runs
@@ -124,6 +125,27 @@ def _plain(value: Any) -> Any:
     return value
 
 
+class _Workspace:
+    """The scratch arrays of one parameter's update, made on first use (a sequence of ``work_slots``).
+
+    A kernel asks for a slot only when its path needs it (the BLAS path needs few
+    or none), so a workspace nobody reads costs no memory.
+    """
+
+    __slots__ = ("_optimizer", "_param")
+
+    def __init__(self, optimizer: Optimizer, param: Parameter) -> None:
+        self._optimizer, self._param = optimizer, param
+
+    def __len__(self) -> int:
+        return self._optimizer.work_slots
+
+    def __getitem__(self, slot: int) -> np.ndarray:
+        if not 0 <= slot < self._optimizer.work_slots:
+            raise IndexError(f"workspace slot {slot} out of range(0, {self._optimizer.work_slots})")
+        return self._optimizer._work_view(self._param, slot)
+
+
 class Optimizer:
     """Base class of every optimizer.
 
@@ -160,8 +182,8 @@ class Optimizer:
         self.check_hyperparameters(self.defaults)
         self.param_groups: list[dict[str, Any]] = []
         self.state: dict[Parameter, dict[str, Any]] = {}
-        self._work: dict[tuple[np.dtype, int], list[np.ndarray]] = {}
-        self._work_views: dict[tuple[Parameter, int], tuple[np.ndarray, ...]] = {}
+        self._work: dict[tuple[np.dtype, int, int], np.ndarray] = {}                # (dtype, lane, slot)
+        self._work_views: dict[tuple[Parameter, int, int], np.ndarray] = {}        # (param, lane, slot)
         self._lanes: dict[int, tuple[tuple[int, ...], list[list[Parameter]]]] = {}
         if isinstance(params, (Parameter, np.ndarray, dict, str, bytes)) or not isinstance(params, Iterable):
             raise _validate.argument_error(TypeError, where, "params", f"params must be an iterable of "
@@ -293,25 +315,27 @@ class Optimizer:
             for p in group["params"]:
                 p.zero_grad()
 
-    def _workspace(self, p: Parameter) -> tuple[np.ndarray, ...]:
-        """``work_slots`` scratch arrays shaped like ``p``: views of flat per-dtype (per-lane) buffers."""
+    def _workspace(self, p: Parameter) -> _Workspace:
+        """``work_slots`` scratch arrays shaped like ``p``, each made on its first use (see :class:`_Workspace`)."""
+        return _Workspace(self, p)
+
+    def _work_view(self, p: Parameter, slot: int) -> np.ndarray:
+        """Scratch slot ``slot`` shaped like ``p``: a view of a flat per-dtype (per-lane) buffer."""
         lane = getattr(_LANE, "index", 0)
-        views = self._work_views.get((p, lane))
         data = p.data
-        if views is not None and views[0].dtype == data.dtype and views[0].shape == data.shape:
-            return views
+        view = self._work_views.get((p, lane, slot))
+        if view is not None and view.dtype == data.dtype and view.shape == data.shape:
+            return view
         dtype = data.dtype
-        buffers = self._work.get((dtype, lane))
-        if buffers is None or buffers[0].size < data.size:
-            size = max([q.data.size for g in self.param_groups for q in g["params"]
-                        if q.data.dtype == dtype] + [data.size])
-            buffers = [np.empty(size, dtype=dtype) for _ in range(self.work_slots)]
-            self._work[(dtype, lane)] = buffers
-            for key in [k for k, v in self._work_views.items() if k[1] == lane and v[0].dtype == dtype]:
+        buffer = self._work.get((dtype, lane, slot))
+        if buffer is None or buffer.size < data.size:
+            # as large as the largest parameter that asked for this slot so far (a slot only small
+            # parameters use stays small; it grows at most a few times, in the first step)
+            buffer = self._work[(dtype, lane, slot)] = np.empty(data.size, dtype=dtype)
+            for key in [k for k, v in self._work_views.items() if k[1:] == (lane, slot) and v.dtype == dtype]:
                 self._work_views.pop(key, None)
-        views = tuple(b[:data.size].reshape(data.shape) for b in buffers)
-        self._work_views[(p, lane)] = views
-        return views
+        view = self._work_views[(p, lane, slot)] = buffer[:data.size].reshape(data.shape)
+        return view
 
     def _zeros(self, p: Parameter, fill: float = 0.0) -> np.ndarray:
         """A new state array shaped and typed like ``p.data``."""
