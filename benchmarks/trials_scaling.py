@@ -89,7 +89,8 @@ def fmt(values: list[float], unit: str = "s", digits: int = 2) -> str:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds (default 3)")
-    parser.add_argument("--epochs", type=int, default=30, help="epochs per trial (default 30: about 0.55 s a trial on an idle core)")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="epochs per trial (default 30: about 0.55 s a trial on an idle core)")
     parser.add_argument("--executors", nargs="+", default=["local", "dask"], choices=["local", "dask"])
     args = parser.parse_args(argv)
     plan = make_plan(args.epochs)

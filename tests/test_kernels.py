@@ -42,6 +42,8 @@ def test_environment_variable_selects_the_path(monkeypatch):
     with pytest.raises(ValueError, match="TRAINLAB_KERNELS must be one of numba, numpy"):
         kernels._initial_path()
     monkeypatch.delenv("TRAINLAB_KERNELS")
+    assert kernels._initial_path() == "numpy", "the compiled path is opt-in"
+    monkeypatch.setenv("TRAINLAB_KERNELS", "numba")
     assert kernels._initial_path() == ("numba" if kernels.available() else "numpy")
 
 
