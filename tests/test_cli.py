@@ -268,3 +268,14 @@ def test_the_console_entry_point_exits_with_the_status(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "trainlab.cli", "depth", "--layers", "-3"], capture_output=True,
                           text=True, env={"PYTHONPATH": src, "PATH": "/usr/bin:/bin"}, timeout=120)
     assert proc.returncode == EXIT_USAGE and proc.stderr.count("\n") == 1 and proc.stdout == ""
+
+
+def test_bench_passes_its_own_options_through(monkeypatch):
+    """`trainlab bench --profile 3`: options the CLI does not know go to the benchmark, in order."""
+    import trainlab.bench
+
+    seen = []
+    monkeypatch.setattr(trainlab.bench, "main", lambda argv: seen.append(argv) or 0)
+    assert main(["bench", "--profile", "3", "--threads", "1"]) == 0
+    assert main(["bench", "--", "--help"]) == 0
+    assert seen == [["--profile", "3", "--threads", "1"], ["--help"]]

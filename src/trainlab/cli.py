@@ -404,7 +404,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run ``trainlab ARGS``; returns the exit status (see the module docstring)."""
     parser = build_parser()
     try:
-        args = parser.parse_args(argv)
+        # `trainlab bench --profile 3`: argparse's REMAINDER does not take options that come first,
+        # so the bench command gets the options its parser does not know itself
+        args, extra = parser.parse_known_args(argv)
+        if extra and getattr(args, "func", None) is _cmd_bench:
+            args.bench_args = [*extra, *args.bench_args]
+        elif extra:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
     except SystemExit as exc:       # --help exits 0 as argparse does; a usage error returns its status
         if exc.code in (0, None):
             raise
