@@ -65,6 +65,9 @@ def monitor_curves(monkeypatch):
         return Path(path)
 
     monkeypatch.setattr(run_module, "write_curves", write_curves)
+    # the stub draws in microseconds, but an epoch here takes milliseconds too: redraw at every
+    # checkpoint whatever the timing (test_curves_redraw_is_skipped_while_drawing_dominates tests the skipping)
+    monkeypatch.setattr(run_module._Snapshot, "CURVES_SHARE", float("inf"))
     return drawn
 
 
@@ -138,6 +141,22 @@ def test_every_epoch_is_on_disk_before_the_next_starts(tmp_path, monkeypatch, mo
     assert_same_weights(folder / "model.safetensors", reference["four"] / "model.safetensors")
     assert json.loads((folder / "result.json").read_text())["status"] == "completed"
     assert result["test_loss"] == reference["result"]["test_loss"]
+
+
+def test_curves_redraw_is_skipped_while_drawing_dominates(tmp_path, monkeypatch, monitor_curves):
+    """A drawing that costs far more than an epoch is redone only when a tenth of the time allows; the end always draws."""
+    monkeypatch.setattr(run_module._Snapshot, "CURVES_SHARE", 0.1)
+    stub = run_module.write_curves
+
+    def slow(history, path, title=""):
+        time.sleep(0.05)      # 50 ms a drawing: about 20 tiny epochs must pass before the next one
+        return stub(history, path, title)
+
+    monkeypatch.setattr(run_module, "write_curves", slow)
+    folder, result = run(tiny(tmp_path), quiet=True)
+    assert monitor_curves[0] == [1] and monitor_curves[-1] == [1, 2, 3, 4]   # the first checkpoint, then the end
+    assert len(monitor_curves) < 5, "every checkpoint redrew although drawing dominated"
+    assert json.loads((folder / "curves.png").read_text()) == [1, 2, 3, 4]
 
 
 # ----------------------------------------------------------------- Ctrl-C
