@@ -144,7 +144,7 @@ def test_every_epoch_is_on_disk_before_the_next_starts(tmp_path, monkeypatch, mo
 
 
 def test_curves_redraw_is_skipped_while_drawing_dominates(tmp_path, monkeypatch, monitor_curves):
-    """A drawing that costs far more than an epoch is redone only when a tenth of the time allows; the end always draws."""
+    """A drawing costing far more than an epoch is redone only when a tenth of the time allows; the end always draws."""
     monkeypatch.setattr(run_module._Snapshot, "CURVES_SHARE", 0.1)
     stub = run_module.write_curves
 
