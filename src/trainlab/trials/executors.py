@@ -8,7 +8,8 @@ uses without knowing which one it holds::
         executor.submit(tid, spec)       # never blocks
         executor.events(timeout)         # -> [Event]: "start", "report", "result"
 
-Every ``"report"`` (one per row a trial reports) comes before its trial's ``"result"``, once.
+Every ``"report"`` (one per row a trial reports) comes before its trial's ``"result"``, once
+(a trial run again after its worker died reports again from its first epoch).
 ``"result"`` events carry a finished record (``ok``, ``diverged``, ``failed``), or a
 ``killed`` record made by the executor when a trial's worker died more than ``retries``
 times. About one trial per worker slot waits queued, so a dying worker touches as few
