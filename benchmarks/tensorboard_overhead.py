@@ -25,8 +25,8 @@ spills, uncounted, into the next copy's block). Printed:
 ``--cpu`` instead accounts for the cost in CPU time, which other processes on a busy machine
 barely change: with BLAS on one thread (so the training thread's CPU time is all of a
 step's work), it times every step of each configuration with ``time.thread_time`` in
-interleaved rounds, then the work of tensorboardX's writer thread for the same events
-(pickling through its queue, serialization, CRC, the file write), done here in the
+interleaved rounds, then the work of writing the same events (serialization, TFRecord
+framing with CRC32C, the file append; the callback's thread does it), done here in the
 training thread. The overhead at ``every=10`` is one tenth of a sampled step's extra CPU.
 
 Run (unset the OpenBLAS core overrides for timings only)::
@@ -115,8 +115,10 @@ def measure(rounds: int, every: int, batch: int, log_dir: Path) -> tuple[dict[st
             if r >= 2:
                 times[arm].append(t / every)
     steps = {arm: c.step for arm, c in copies.items()}
-    cpu = {arm: (c.hook_seconds + c.board._worker.busy) / steps[arm] for arm, c in copies.items()
-           if c.board is not None}
+    # the training thread's time in the callback, plus the background thread's CPU (in tb-sync the
+    # events are built inside the callback: its worker's busy time is already in hook_seconds)
+    cpu = {arm: (c.hook_seconds + (c.board._worker.busy if c.board.background else 0.0)) / steps[arm]
+           for arm, c in copies.items() if c.board is not None}
     epoch = {arm: copies[arm].epoch_end() for arm in ARMS}
     for c in copies.values():
         if c.board is not None:
@@ -150,8 +152,6 @@ def report(times: dict[str, np.ndarray], cpu: dict[str, float]) -> dict[str, flo
 
 def cpu_breakdown(rounds: int, batch: int, log_dir: Path) -> None:
     """CPU time per step of: no monitor, Monitor, Monitor(histograms), and + the TensorBoard callback."""
-    import pickle
-
     from threadpoolctl import threadpool_limits
 
     rng = np.random.default_rng(0)
@@ -178,29 +178,27 @@ def cpu_breakdown(rounds: int, batch: int, log_dir: Path) -> None:
     med = {name: float(np.median(v)) for name, v in cpu.items()}
     board = copies["tensorboard"].board
     board.on_train_end(copies["tensorboard"].trainer)
-    # tensorboardX's writer thread: one event per sampled step through its queue and into the file
-    from tensorboardX.proto.event_pb2 import Event
+    # writing: one event per sampled step serialized, framed (length, CRC32C) and appended to the file
     from tensorboardX.record_writer import RecordWriter
 
     record = copies["tensorboard"].monitor.steps[-1]
-    board.writer = SimpleNamespace(file_writer=SimpleNamespace(add_summary=lambda summary, global_step: events.append(
-        Event(summary=summary, step=global_step, wall_time=time.time()))))
     events: list[Any] = []
+    board._worker = SimpleNamespace(file=SimpleNamespace(add_event=events.append))
     board._write_record(record, 0.5)
     event = events[0]
     writer = RecordWriter(str(log_dir / "bench.events"))
     start, n = time.thread_time(), 200
     for _ in range(n):
-        writer.write(pickle.loads(pickle.dumps(event)).SerializeToString())
+        writer.write(event.SerializeToString())
     tbx = (time.thread_time() - start) / n
     writer.close()
     plain = med["plain"]
     print(f"  CPU time per step, BLAS on one thread, median of {rounds} interleaved rounds "
           f"(every step sampled): " + ", ".join(f"{k} {1e3 * v:.2f} ms" for k, v in med.items()))
     print(f"  one event per sampled step: {len(event.summary.value)} values, {event.ByteSize() / 1024:.1f} KB; "
-          f"tensorboardX's writer thread: {1e3 * tbx:.3f} ms of CPU for it")
+          f"writing it (serialize, frame, append): {1e3 * tbx:.3f} ms of CPU")
     parts = {"monitor sample (stats)": med["monitor"] - plain, "histograms": med["monitor+hist"] - med["monitor"],
-             "TensorBoard (events built)": med["tensorboard"] - med["monitor+hist"], "tensorboardX writer": tbx}
+             "TensorBoard (events built)": med["tensorboard"] - med["monitor+hist"], "event file writing": tbx}
     for what, seconds in parts.items():
         print(f"    {what:28s} {1e3 * seconds:7.3f} ms per sampled step = {100 * seconds / 10 / plain:+.2f}% "
               f"per step at every=10")

@@ -252,7 +252,7 @@ def test_run_folder_tb_and_resume_continues_without_a_fold(tmp_path):
 def test_a_second_writer_in_the_same_second_keeps_the_first_file(tmp_path):
     for step in (0, 1):
         board = TensorBoard(tmp_path, background=False).open(purge_step=step or None)
-        board.writer.add_scalar("x", float(step), step)
+        board.add_scalar("x", float(step), step)
         board.close()
     files = sorted(tmp_path.glob("events.out.tfevents.*"))
     assert len(files) == 2
@@ -288,3 +288,28 @@ def test_bad_arguments_and_a_failing_write_are_reported(tmp_path):
     with pytest.raises(RuntimeError, match="disk full"):
         board.close()
     assert board.writer is None
+
+
+@pytest.mark.parametrize("background", [True, False])
+def test_events_reach_the_file_within_flush_secs_without_a_flush(tmp_path, background):
+    import time
+
+    board = TensorBoard(tmp_path, flush_secs=0.2, background=background).open()
+    try:
+        board.add_scalar("custom/x", 1.5, 3)
+        if not background:        # written in this thread: the flush is due at the next write
+            time.sleep(0.25)
+            board.add_scalar("custom/x", 2.5, 4)
+        deadline, steps = time.monotonic() + 5.0, []
+        while time.monotonic() < deadline and not steps:
+            time.sleep(0.05)
+            steps = [e.step for e in _reader(tmp_path).Scalars("custom/x")] if _reader(tmp_path).Tags()[
+                "scalars"] else []
+        assert steps and steps[0] == 3, "an event waited more than flush_secs for the file"
+    finally:
+        board.close()
+    assert [e.value for e in _reader(tmp_path).Scalars("custom/x")] == ([1.5] if background else [1.5, 2.5])
+    with pytest.raises(RuntimeError, match="not open"):
+        board.add_scalar("custom/x", 1.0, 5)
+    with TensorBoard(tmp_path / "b").open() as other, pytest.raises(ValueError, match="tag"):
+        other.add_scalar("", 1.0, 0)

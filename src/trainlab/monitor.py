@@ -149,29 +149,48 @@ def histogram(values: np.ndarray, bins: int = 30) -> Histogram:
     The range is ``[min, max]`` of the finite values (``[v - 0.5, v + 0.5]`` when they are all
     equal to ``v``), and ``edges``/``counts`` equal ``np.histogram(values.astype(float64), bins)``
     exactly; sums are accumulated in float64.
+
+    The counts come from the sorted values: bucket ``i`` holds the values ``v`` with
+    ``edges[i] <= v < edges[i + 1]``, so with ``k_i`` the number of values below ``edges[i]``
+    (a binary search in the sorted copy) it holds ``k_{i+1} - k_i`` of them, the last one the
+    rest. That is np.histogram's convention exactly, without its per-value bucket estimate and
+    the two corrections of it (half the time of ``np.histogram`` on a 4,096-value sample).
     """
     flat = np.asarray(values).reshape(-1)
-    finite = flat[np.isfinite(flat)] if not np.isfinite(np.add.reduce(flat, dtype=np.float64)) else flat
-    nonfinite = flat.size - finite.size
-    if finite.size == 0:
+    # one sorted contiguous copy, sorted in its own dtype (float32 sorts in half float64's time),
+    # then in float64 for the sums and the comparisons with the float64 edges (exact either way)
+    x = np.sort(flat).astype(np.float64, copy=False)
+    if x.size and not (math.isfinite(x[0]) and math.isfinite(x[-1])):   # -inf first, +inf and NaN last
+        x = x[np.isfinite(x)]
+    nonfinite = flat.size - x.size
+    if x.size == 0:
         return Histogram(np.zeros(0), np.zeros(0, dtype=np.int64), math.nan, math.nan, 0, 0.0, 0.0, nonfinite)
-    x = finite.astype(np.float64)          # contiguous (the sample is a strided view)
-    lo, hi = float(x.min()), float(x.max())
+    total, sum_squares = float(np.add.reduce(x)), float(np.dot(x, x))
+    lo, hi = float(x[0]), float(x[-1])
     first, last = (lo - 0.5, hi + 0.5) if lo == hi else (lo, hi)
-    edges = np.linspace(first, last, bins + 1)
-    # np.histogram's equal-width path without its range mask and temporaries: estimate each
-    # value's bucket, then move the values the estimate put one bucket off (within an ulp of
-    # an edge) so that bucket i holds exactly edges[i] <= v < edges[i + 1] (the last: <=)
-    t = np.subtract(x, first)
-    t *= bins / (last - first)
-    index = t.astype(np.intp)
-    np.minimum(index, bins - 1, out=index)
-    upper = edges[1:].copy()
-    upper[-1] = np.inf                      # the right edge belongs to the last bucket
-    index -= x < edges[index]
-    index += x >= upper[index]
-    counts = np.bincount(index, minlength=bins).astype(np.int64, copy=False)
-    return Histogram(edges, counts, lo, hi, int(x.size), float(np.add.reduce(x)), float(np.dot(x, x)), nonfinite)
+    edges = _linspace(first, last, bins)
+    below = np.searchsorted(x, edges, side="left")    # values below each edge (0 below the first)
+    below[-1] = x.size                                # the last bucket also holds its right edge
+    counts = np.subtract(below[1:], below[:-1], dtype=np.int64)
+    return Histogram(edges, counts, lo, hi, int(x.size), total, sum_squares, nonfinite)
+
+
+_STEPS: dict[int, np.ndarray] = {}
+
+
+def _linspace(first: float, last: float, bins: int) -> np.ndarray:
+    """``np.linspace(first, last, bins + 1)``, bit for bit (``arange * step + first``, the last
+    edge set to ``last``, as NumPy computes it) without its per-call argument handling."""
+    step = (last - first) / bins
+    if step == 0 or not math.isfinite(step):   # denormal or overflowing spans: NumPy's own handling
+        return np.linspace(first, last, bins + 1)
+    ramp = _STEPS.get(bins)
+    if ramp is None:
+        ramp = _STEPS[bins] = np.arange(bins + 1, dtype=np.float64)
+    edges = ramp * step
+    edges += first
+    edges[-1] = last
+    return edges
 
 
 HISTOGRAM_KINDS = ("act", "grad", "params")   #: what Monitor(histograms=...) can record

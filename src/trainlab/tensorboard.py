@@ -45,10 +45,14 @@ TensorBoard lists them side by side; the HParams view tabulates their configs ag
 final metrics.
 
 **Cost.** The training thread only hands each new :class:`~trainlab.monitor.StepRecord`
-(already computed by the Monitor) to a background thread, which builds one event per
-sampled step (all its histograms and ratios in one ``Summary``) and passes it to
-tensorboardX's writer, whose own thread writes it to disk. With ``background=False`` the
-events are built in the training thread instead (deterministic timing; tests).
+(already computed by the Monitor) to one background thread, which builds one event per
+sampled step (all its histograms and ratios in one ``Summary``), frames it (TFRecord length
+and CRC32C, tensorboardX's ``EventsWriter``) and appends it to the event file, flushing at
+most ``flush_secs`` apart. tensorboardX's ``SummaryWriter`` is not used: it passes every event
+through a ``multiprocessing.Queue`` to a thread of its own (pickled, unpickled and serialized
+again, in two more threads that take turns with training for the interpreter lock), which
+cost more on the clock than building the events. With ``background=False`` the events are
+built and written in the training thread instead (deterministic timing; tests).
 
 Needs tensorboardX (``pip install "trainlab[tensorboard]"``), which also brings ``crc32c``:
 without it tensorboardX checksums every record in pure Python (about 0.4 ms a kilobyte).
@@ -121,16 +125,59 @@ def _layer_tags(monitor: Any) -> dict[str, str]:
     return {n: f"{n.zfill(width) if n.isdigit() else n}.{monitor._type(n)}" for n in names}
 
 
+class _EventFile:
+    """One TensorBoard event file (``events.out.tfevents.<time>.<host><suffix>`` in ``folder``),
+    written by one thread: tensorboardX's ``EventsWriter`` frames every event (length, CRC32C)."""
+
+    def __init__(self, folder: Path, suffix: str, purge_step: int | None) -> None:
+        from tensorboardX.event_file_writer import EventsWriter  # writes the file_version event
+
+        self._events = EventsWriter(str(folder / "events"), suffix)
+        if purge_step is not None:
+            # what SummaryWriter(purge_step=...) writes: TensorBoard drops the events of earlier
+            # files at or past this step (a resumed run replaces what followed its checkpoint)
+            from tensorboardX.proto.event_pb2 import Event, SessionLog
+
+            self._events.write_event(Event(step=purge_step, wall_time=time.time(), file_version="brain.Event:2"))
+            self._events.write_event(Event(step=purge_step, wall_time=time.time(),
+                                           session_log=SessionLog(status=SessionLog.START)))
+
+        self.unflushed_since: float | None = None    # monotonic time of the first event not yet flushed
+
+    def add_summary(self, summary: Any, step: int | None = None) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+
+        event = Event(wall_time=time.time(), summary=summary)
+        if step is not None:
+            event.step = int(step)
+        self.add_event(event)
+
+    def add_event(self, event: Any) -> None:
+        self._events.write_event(event)
+        if self.unflushed_since is None:
+            self.unflushed_since = time.monotonic()
+
+    def flush(self) -> None:
+        self._events.flush()
+        self.unflushed_since = None
+
+    def close(self) -> None:
+        self._events.close()
+
+
 class _Worker:
-    """Runs submitted calls in order, in one background thread (or at once when not ``background``).
+    """Runs submitted calls in order, in one background thread (or at once when not ``background``),
+    and flushes ``file`` at most ``flush_secs`` after a call wrote to it.
 
     The first exception a call raises is kept and raised again by the next :meth:`submit`
     or by :meth:`close`, so a failing write is never silent. ``busy`` adds up the CPU time
     (of the thread that ran them) the calls took, in seconds.
     """
 
-    def __init__(self, background: bool) -> None:
+    def __init__(self, file: _EventFile, background: bool, flush_secs: float) -> None:
+        self.file = file
         self.background = background
+        self.flush_secs = flush_secs
         self.busy = 0.0
         self._queue: queue.SimpleQueue[tuple[Callable[..., Any], tuple[Any, ...]] | None] = queue.SimpleQueue()
         self._error: BaseException | None = None
@@ -141,7 +188,13 @@ class _Worker:
 
     def _run(self) -> None:
         while True:
-            item = self._queue.get()
+            try:
+                since = self.file.unflushed_since
+                wait = None if since is None else max(since + self.flush_secs - time.monotonic(), 0.0)
+                item = self._queue.get(timeout=wait)
+            except queue.Empty:
+                self._flush_if_due()
+                continue
             if item is None:
                 return
             self._call(*item)
@@ -150,11 +203,17 @@ class _Worker:
         start = time.thread_time()
         try:
             fn(*args)
+            self._flush_if_due()
         except BaseException as exc:  # noqa: BLE001 - handed to the training thread
             if self._error is None:    # the first failure is the one to report
                 self._error = exc
         finally:
             self.busy += time.thread_time() - start
+
+    def _flush_if_due(self, now: bool = False) -> None:
+        since = self.file.unflushed_since
+        if since is not None and (now or time.monotonic() >= since + self.flush_secs):
+            self.file.flush()
 
     def _raise(self) -> None:
         if self._error is not None:
@@ -169,8 +228,10 @@ class _Worker:
         else:
             self._queue.put((fn, args))
 
-    def wait(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        """Block until every call submitted so far has run."""
+    def wait(self, timeout: float = CLOSE_TIMEOUT, flush: bool = False) -> None:
+        """Block until every call submitted so far has run (and, with ``flush``, is on disk)."""
+        if flush:
+            self.submit(self._flush_if_due, True)
         if self._thread is not None:
             done = threading.Event()
             self._queue.put((done.set, ()))
@@ -179,12 +240,17 @@ class _Worker:
         self._raise()
 
     def close(self, timeout: float = CLOSE_TIMEOUT) -> None:
-        if self._thread is not None:
-            self._queue.put(None)
-            self._thread.join(timeout)
-            if self._thread.is_alive():
-                raise RuntimeError(f"TensorBoard: the event writer did not finish within {timeout:.0f} s")
-            self._thread = None
+        """Run what is queued, then flush and close the file (the file is closed even if a call failed)."""
+        try:
+            if self._thread is not None:
+                self._queue.put(None)
+                self._thread.join(timeout)
+                if self._thread.is_alive():
+                    raise RuntimeError(f"TensorBoard: the event writer did not finish within {timeout:.0f} s")
+                self._thread = None
+        finally:
+            if self._thread is None:
+                self.file.close()
         self._raise()
 
 
@@ -225,7 +291,7 @@ class TensorBoard(Callback):
         self.histograms = bool(histograms)
         self.background = bool(background)
         self.flush_secs = float(flush_secs)
-        self.writer: Any = None          # tensorboardX.SummaryWriter while open
+        self.writer: _EventFile | None = None    # the open event file (between open() and close())
         self._worker: _Worker | None = None
         self._last: Any = None           # the last monitor record written
         self._tags: dict[str, str] = {}
@@ -241,16 +307,14 @@ class TensorBoard(Callback):
     def open(self, purge_step: int | None = None) -> TensorBoard:
         """Open the event writer (training does this); ``purge_step`` hides older events at or past it."""
         if self.writer is None:
-            tbx = _import_tensorboardx()
+            _import_tensorboardx()
             self.run_dir.mkdir(parents=True, exist_ok=True)
             # the file name holds the second it was opened in: a suffix in nanoseconds keeps a resume
             # within the same second from overwriting the first file, and sorts after it (TensorBoard
             # reads a folder's files in name order, so the purge applies to the earlier one)
-            self.writer = tbx.SummaryWriter(str(self.run_dir), purge_step=purge_step or None, max_queue=1024,
-                                            flush_secs=max(1, math.ceil(self.flush_secs)),
-                                            filename_suffix=f".{time.time_ns()}")
-            self._worker = _Worker(self.background)
-            atexit.register(self._close_at_exit)    # after tensorboardX's own, so it runs before them
+            self.writer = _EventFile(self.run_dir, f".{time.time_ns()}", purge_step or None)
+            self._worker = _Worker(self.writer, self.background, self.flush_secs)
+            atexit.register(self._close_at_exit)
         return self
 
     def close(self, status: str = "success") -> None:
@@ -260,25 +324,33 @@ class TensorBoard(Callback):
         try:
             if self._session_open:
                 self._submit(self._write_session_end, status)
-            assert self._worker is not None
-            self._worker.close()
         finally:
-            self.writer.close()
-            self.writer, self._worker = None, None
-            atexit.unregister(self._close_at_exit)
+            assert self._worker is not None
+            try:
+                self._worker.close()
+            finally:
+                self.writer, self._worker = None, None
+                atexit.unregister(self._close_at_exit)
 
     def _close_at_exit(self) -> None:   # pragma: no cover - runs at interpreter exit
         try:
             self.close("failure")
-        except Exception:  # noqa: BLE001 - exiting anyway; tensorboardX closes its file itself
+        except Exception:  # noqa: BLE001 - exiting anyway
             pass
 
     def flush(self) -> None:
         """Write everything logged so far to the event file now (TensorBoard sees it on its next poll)."""
-        if self.writer is not None:
-            assert self._worker is not None
-            self._worker.wait()
-            self.writer.flush()
+        if self._worker is not None:
+            self._worker.wait(flush=True)
+
+    def add_scalar(self, tag: str, value: float, step: int) -> None:
+        """Log a scalar of your own (``tag``, e.g. ``"custom/grad_norm"``) at ``step``, in order with
+        the callback's events (open the writer first: training does, or call :meth:`open`)."""
+        if self._worker is None:
+            raise RuntimeError("TensorBoard.add_scalar: the writer is not open (training opens it; or call open())")
+        if not isinstance(tag, str) or not tag:
+            raise ValueError(f"TensorBoard.add_scalar: tag must be a non-empty string, got {tag!r}")
+        self._submit(self._write_epoch, {tag: float(value)}, None, int(step))
 
     def __enter__(self) -> TensorBoard:
         return self
@@ -332,41 +404,53 @@ class TensorBoard(Callback):
 
     # ------------------------------------------------------------------ event building (worker thread)
     def _write_record(self, record: Any, batch_loss: float | None) -> None:
-        from tensorboardX import summary as tbs
-        from tensorboardX.proto.summary_pb2 import Summary
+        """One event for a monitor record, its values added in place (no Summary built and copied
+        per histogram: tensorboardX's ``histogram_raw`` would build one and the event copy it)."""
+        from tensorboardX.proto.event_pb2 import Event
 
-        values = []   # plain scalar values (what tensorboardX's scalar() makes, without its checks per call)
+        event = Event(wall_time=time.time(), step=record.step)
+        values = event.summary.value
         if batch_loss is not None and math.isfinite(batch_loss):
-            values.append(Summary.Value(tag="loss/batch", simple_value=batch_loss))
+            values.add(tag="loss/batch", simple_value=batch_loss)
         for layer, stats in record.layers.items():
             label = self._tags.get(layer, layer)
             for stat, v in stats.items():
                 if stat.endswith(".update_ratio") and math.isfinite(v):
-                    values.append(Summary.Value(tag=f"update_ratio/{label}.{stat[:-len('.update_ratio')]}",
-                                                simple_value=v))
+                    values.add(tag=f"update_ratio/{label}.{stat[:-len('.update_ratio')]}", simple_value=v)
         if self.histograms and record.histograms:
             for layer, hists in record.histograms.items():
                 label = self._tags.get(layer, layer)
                 for what, h in hists.items():
                     if h.num == 0:
                         continue
-                    values += tbs.histogram_raw(f"{WHAT_TAGS.get(what, what)}/{label}", h.min, h.max, h.num, h.sum,
-                                                h.sum_squares, h.edges[1:].tolist(), h.counts.tolist()).value
+                    histo = values.add(tag=f"{WHAT_TAGS.get(what, what)}/{label}").histo
+                    histo.min, histo.max, histo.num, histo.sum, histo.sum_squares = (
+                        h.min, h.max, h.num, h.sum, h.sum_squares)
+                    histo.bucket_limit.extend(h.edges[1:].tolist())
+                    histo.bucket.extend(h.counts.tolist())
         if values:
-            self.writer.file_writer.add_summary(Summary(value=values), global_step=record.step)
+            self._file().add_event(event)
+
+    def _file(self) -> _EventFile:
+        assert self._worker is not None, "events are written between open() and close()"
+        return self._worker.file
 
     def _write_epoch(self, scalars: dict[str, float], text: str | None, step: int) -> None:
-        for tag, value in scalars.items():
-            self.writer.add_scalar(tag, value, step)
+        from tensorboardX import summary as tbs
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = [Summary.Value(tag=tag, simple_value=value) for tag, value in scalars.items()]
+        if values:
+            self._file().add_summary(Summary(value=values), step)
         if text is not None:
-            self.writer.add_text("diagnosis", text, step)
+            self._file().add_summary(tbs.text("diagnosis", text), step)
 
     def _write_session_start(self, hparams: dict[str, Any], step: int) -> None:
         from tensorboardX.summary import hparams as hparams_summaries
 
         experiment, start, _ = hparams_summaries(hparams, {tag: 0.0 for tag in METRICS.values()})
         for summary in (experiment, start):
-            self.writer.file_writer.add_summary(summary, global_step=step)
+            self._file().add_summary(summary, step)
 
     def _write_session_end(self, status: str) -> None:
         from tensorboardX.proto.api_pb2 import Status
@@ -377,7 +461,7 @@ class TensorBoard(Callback):
                              end_time_secs=time.time())
         content = HParamsPluginData(session_end_info=end, version=0).SerializeToString()
         metadata = SummaryMetadata(plugin_data=SummaryMetadata.PluginData(plugin_name="hparams", content=content))
-        self.writer.file_writer.add_summary(Summary(value=[Summary.Value(tag="_hparams_/session_end_info",
+        self._file().add_summary(Summary(value=[Summary.Value(tag="_hparams_/session_end_info",
                                                                          metadata=metadata)]))
         self._session_open = False
 
