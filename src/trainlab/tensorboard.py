@@ -29,7 +29,7 @@ alphabetical order is the network's order (``03.ReLU``); ``<param>`` adds the pa
 **Histograms are the Monitor's.** With ``Monitor(model, every=N, histograms=True)`` each
 sampled step keeps :class:`~trainlab.monitor.Histogram` s (``edges``, ``counts``, ``min``,
 ``max``, ``num``, ``sum``, ``sum_squares``: TensorBoard's ``HistogramProto`` fields). They are
-written with tensorboardX's raw-histogram summary, ``bucket_limit = edges[1:]`` and
+written as TensorBoard ``HistogramProto`` s (tensorboardX's protobufs), ``bucket_limit = edges[1:]`` and
 ``bucket = counts``, so TensorBoard shows exactly the buckets the Monitor counted; nothing
 is re-binned. A monitor without histograms still gives the update ratios and the batch
 loss; no monitor at all gives the epoch scalars and the hparams.
