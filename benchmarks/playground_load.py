@@ -1,9 +1,9 @@
 """Load check for ``trainlab playground``: 8 concurrent sessions on 2 cores (a check, not a timed test).
 
-Starts ``trainlab playground --port 0`` in a subprocess (the real command, so the server's memory
-is its own), warms it with one short round of ``--sessions`` sessions (imports, caches and worker
-threads in place; the memory baseline is taken after it), then opens ``--sessions`` websocket
-clients, each on a different preset, and measures three things:
+Starts ``trainlab playground --port 0`` in a subprocess (the real command, so the memory measured
+is the server's own and its worker processes'), warms it with one short round of ``--sessions``
+sessions (imports and caches in place; the memory baseline is taken after it), then opens
+``--sessions`` websocket clients, each on a different preset, and measures three things:
 
 1. **play**: every client plays; the gap between consecutive ``update`` messages of a session
    (how stale its page gets) and the steps per second;
@@ -11,10 +11,11 @@ clients, each on a different preset, and measures three things:
    request to its update;
 3. **mixed**: all but one play, the last one steps; its request-to-update time under full load;
 
-then closes every client and watches the server's resident memory (``VmRSS``) return to the
-baseline taken after the warm-up session. The target: every step update under 200 ms, and the
-memory back at its baseline. The machine's load average is printed before and after, since on a
-shared machine other processes take their share of the two cores.
+then closes every client and watches the resident memory (``VmRSS``) of the server and its
+worker processes together return to the baseline taken after the warm-up round. The target:
+every step update under 200 ms, and the memory back at its baseline. The machine's load average
+is printed before and after, since on a shared machine other processes take their share of the
+two cores.
 
     python benchmarks/playground_load.py                 # 8 sessions, 15 s of play, 30 steps each
     python benchmarks/playground_load.py --repeats 3     # the whole check three times
@@ -42,15 +43,48 @@ MIX = ["tanh-small-vanish", "tanh-normal-saturate", "tanh-small-vs-xavier", "rel
        "sigmoid-bn-gradflow", "small-init-bn", "sgd-vs-adam"]
 
 
+def _stat(pid: int) -> list[str]:
+    """The fields of /proc/PID/stat after the command name (field 3, the state, is index 0)."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
+def children(pid: int) -> list[int]:
+    """The live child processes of ``pid`` (the playground's workers)."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue     # exited meanwhile
+    return found
+
+
+def _rss(pid: int) -> float:
+    try:
+        text = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    match = re.search(r"VmRSS:\s+(\d+) kB", text)
+    return int(match.group(1)) / 1024 if match else 0.0
+
+
 def rss_mib(pid: int) -> float:
-    text = Path(f"/proc/{pid}/status").read_text()
-    return int(re.search(r"VmRSS:\s+(\d+) kB", text).group(1)) / 1024
+    """Resident memory of the server and its worker processes together, MiB."""
+    return _rss(pid) + sum(_rss(child) for child in children(pid))
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU time of the server (all its threads), its exited workers and its live ones."""
+    fields = _stat(pid)
+    ticks = sum(int(f) for f in fields[11:15])          # utime, stime, cutime, cstime
+    for child in children(pid):
+        try:
+            ticks += sum(int(f) for f in _stat(child)[11:13])
+        except (OSError, IndexError, ValueError):
+            continue
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def threads(pid: int) -> int:
@@ -176,7 +210,7 @@ async def check(url: str, pid: int, sessions: int, play_seconds: float, steps: i
     await asyncio.gather(run_players(), drain_players(), run_probe())
     mixed_ms = list(probe.step_ms)
     peak = max(peak_play, rss_mib(pid))
-    threads_open = threads(pid)
+    threads_open, workers_open = threads(pid), len(children(pid))
 
     await asyncio.gather(*(c.close() for c in clients))
     after, waited = rss_mib(pid), 0.0
@@ -187,7 +221,8 @@ async def check(url: str, pid: int, sessions: int, play_seconds: float, steps: i
     return {"baseline": baseline, "opened": opened, "peak": peak, "after": after, "waited": waited,
             "play_cpu": play_cpu, "play_wall": play_wall, "updates": len(play_gaps) + len(clients),
             "play_gaps": play_gaps, "step_ms": step_ms, "mixed_ms": mixed_ms, "rates": rates,
-            "threads_open": threads_open, "threads_after": threads(pid)}
+            "threads_open": threads_open, "threads_after": threads(pid), "workers_open": workers_open,
+            "workers_after": len(children(pid))}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -222,13 +257,14 @@ def main(argv: list[str] | None = None) -> int:
             print("  steps/s while all play:      " + ", ".join(f"{k} {v:.0f}" for k, v in res["rates"].items()))
             share = res["play_cpu"] / res["play_wall"]
             per_update = 1e3 * res["play_cpu"] / res["updates"]
-            print(f"  server CPU while all play:   {share:.2f} cores busy (of {os.cpu_count()}) "
+            print(f"  CPU while all play (server + workers):   {share:.2f} cores busy (of {os.cpu_count()}) "
                   f"({res['play_cpu']:.1f} s in {res['play_wall']:.1f} s); {per_update:.0f} ms of CPU per update, "
                   f"so {args.sessions} sessions need {args.sessions * per_update / 2:.0f} ms a round on 2 free cores")
             print(f"  memory (VmRSS): baseline {res['baseline']:.1f} MiB, {args.sessions} sessions open "
                   f"{res['opened']:.1f}, peak {res['peak']:.1f}, after closing {res['after']:.1f} "
                   f"(+{res['after'] - res['baseline']:.1f} MiB, waited {res['waited']:.1f} s)")
-            print(f"  server threads: {res['threads_open']} with the sessions open, {res['threads_after']} after")
+            print(f"  server threads: {res['threads_open']} with the sessions open, {res['threads_after']} after; "
+                  f"worker processes: {res['workers_open']} with the sessions open, {res['workers_after']} after")
             print(f"  verdict: worst step update {worst:.0f} ms ({'<' if worst < TARGET_MS else '>='} "
                   f"{TARGET_MS:.0f}); memory {'back at' if back else 'NOT back at'} baseline")
     finally:

@@ -251,6 +251,59 @@ def test_a_closed_connection_frees_its_session():
         assert wait_for(lambda: registry.count == 0)
 
 
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` runs (a zombie, exited but not yet reaped, does not)."""
+    from pathlib import Path
+
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_sessions_spread_over_worker_processes_which_exit_with_their_last_session():
+    app = create_app(cores=2)
+    pool = app.state.registry.pool
+    with TestClient(app) as client:
+        with client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b, \
+                client.websocket_connect("/ws") as c:
+            for ws in (a, b, c):
+                recv(ws)
+                start(ws, SMALL)
+                step(ws)
+            pids = pool.pids
+            assert len(pids) == 2 and all(_alive(p) for p in pids), pids      # two workers, one per core
+            assert sorted(len(w.sessions) for w in pool.workers) == [1, 2]
+        assert wait_for(lambda: not pool.pids and not any(_alive(p) for p in pids)), pids   # all gone
+        with client.websocket_connect("/ws") as ws:      # a new tab starts a new worker
+            recv(ws)
+            start(ws, SMALL)
+            (one,) = step(ws)
+            assert one["step"] == 1 and len(pool.pids) == 1 and pool.pids[0] not in pids
+
+
+def test_a_dead_worker_is_reported_and_a_new_start_gets_a_live_one(client):
+    import os
+    import signal
+
+    pool = client.app.state.registry.pool
+    with client.websocket_connect("/ws") as ws:
+        recv(ws)
+        start(ws, SMALL)
+        step(ws)
+        (pid,) = pool.pids
+        os.kill(pid, signal.SIGKILL)
+        ws.send_json({"type": "step"})
+        error, _ = recv_until(ws, "error")
+        assert "the session failed" in error["message"] and "start it again" in error["message"]
+        ws.send_json({"type": "step"})
+        assert "send start first" in recv(ws)["message"]
+        start(ws, SMALL)                         # on a new worker process
+        (one,) = step(ws)
+        assert one["step"] == 1 and pool.pids and pid not in pool.pids
+
+
 def test_trajectories_over_the_websocket(client):
     with client.websocket_connect("/ws") as ws:
         recv(ws)

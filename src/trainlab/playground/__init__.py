@@ -1,7 +1,7 @@
 """``trainlab playground``: a live browser app where initialization, BatchNorm and the update rule decide training.
 
 The server trains trainlab's own networks (``trainlab.models.mlp``, ``trainlab.optim``,
-``trainlab.Monitor`` with histograms) in worker threads and pushes every number to the page over a
+``trainlab.Monitor`` with histograms) in worker processes and pushes every number to the page over a
 websocket; the page draws them (uPlot, vendored, for the curves; canvas for the histograms over time,
 the decision boundary and the optimizer surfaces). Nothing is fetched from the network.
 
@@ -10,6 +10,8 @@ the decision boundary and the optimizer surfaces). Nothing is fetched from the n
 * :mod:`~trainlab.playground.trajectories`: the optimizer tab's paths on the 2-D surfaces;
 * :mod:`~trainlab.playground.presets`: one-click presets, each naming the seed's claim it shows;
 * :mod:`~trainlab.playground.app`: the ASGI app and the websocket protocol;
+* :mod:`~trainlab.playground.worker`, :mod:`~trainlab.playground.pool`: the worker processes the
+  sessions train in (one per core), and the server's side of them;
 * :func:`serve`: run it with uvicorn (``trainlab playground``).
 
 Needs the ``playground`` extra: ``pip install "trainlab[playground]"`` (Starlette and uvicorn).

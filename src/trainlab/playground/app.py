@@ -19,27 +19,25 @@ polls); ``{"type": "error", "key", "message"}`` refuses a bad configuration or c
 leaves the session as it was; ``{"type": "paused", "reason"}`` says the session stopped by
 itself (a limit, or divergence).
 
-Training runs off the event loop, on :data:`CORES` worker threads fed from one first-come,
-first-served queue: each session queues one chunk of play at a time (at most
-:data:`CHUNK_SECONDS`, shorter when many sessions share the cores), and BLAS is held to one
-thread while the app runs, so eight sessions share two cores by turns instead of thrashing. A
-session lives as long as its websocket: a closed tab frees it, and its memory goes back to the
-system once its last chunk ends.
+Training runs off the event loop and out of the server's process, in :data:`CORES` worker
+processes (:mod:`~trainlab.playground.worker`, one per core, started when sessions need them):
+the sessions' small networks spend most of a step in the interpreter, and threads of one
+process would take turns with each other and with the event loop for its lock. A session stays
+on one worker, which answers first come, first served; a playing session queues one chunk of
+play at a time (at most :data:`CHUNK_SECONDS`, shorter when many sessions share the cores), and
+each worker runs BLAS on one thread, so eight sessions share two cores by turns instead of
+thrashing. A session lives as long as its websocket: a closed tab frees it, and a worker whose
+last session closed exits, so its memory goes back to the system with it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
-import ctypes.util
-import gc
 import json
 import logging
 import os
-import threading
 from collections.abc import AsyncIterator
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -51,52 +49,46 @@ from starlette.staticfiles import StaticFiles
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from trainlab.playground.config import LIMITS, ConfigError, parse_state, schema, to_query
+from trainlab.playground.pool import Worker, WorkerError, WorkerPool
 from trainlab.playground.presets import PRESETS
-from trainlab.playground.session import Session
 from trainlab.playground.trajectories import trajectories
+from trainlab.playground.worker import release_memory
 
 __all__ = ["create_app", "SessionRegistry", "STATIC", "CORES", "CHUNK_SECONDS"]
 
 log = logging.getLogger("trainlab.playground")
 
 STATIC = Path(__file__).parent / "static"
-CORES = max(1, os.cpu_count() or 1)   #: sessions that step at the same time (one per core)
+CORES = max(1, os.cpu_count() or 1)   #: worker processes: sessions that step at the same time
 CHUNK_SECONDS = 0.04     #: a playing session reports after about this long, at most ...
 CHUNK_SHARE = 0.1        #: ... and at most this times cores / sessions (8 sessions on 2 cores: 25 ms)
 MAX_PENDING_STEPS = 100  #: step requests a session queues at most
 
 
 class SessionRegistry:
-    """The live sessions (one per websocket), bounded in number, and the worker threads they share.
-
-    Work runs on ``cores`` worker threads fed from one first-come, first-served queue, so a
-    session waits for the chunks queued before its own and no more.
-    """
+    """The live sessions (one per websocket), bounded in number, and the worker processes they
+    run on (:class:`~trainlab.playground.pool.WorkerPool`, ``cores`` of them at most)."""
 
     def __init__(self, max_sessions: int, cores: int = CORES) -> None:
         self.max_sessions, self.cores = int(max_sessions), int(cores)
-        self._lock = threading.Lock()
         self._live: set[int] = set()
         self._next = 0
-        self.executor = ThreadPoolExecutor(max_workers=self.cores, thread_name_prefix="trainlab-playground")
+        self.pool = WorkerPool(self.cores)
 
     def open(self) -> int | None:
         """A new session id, or None when the server is full."""
-        with self._lock:
-            if len(self._live) >= self.max_sessions:
-                return None
-            self._next += 1
-            self._live.add(self._next)
-            return self._next
+        if len(self._live) >= self.max_sessions:
+            return None
+        self._next += 1
+        self._live.add(self._next)
+        return self._next
 
     def close(self, sid: int) -> None:
-        with self._lock:
-            self._live.discard(sid)
+        self._live.discard(sid)
 
     @property
     def count(self) -> int:
-        with self._lock:
-            return len(self._live)
+        return len(self._live)
 
 
 def _encode(message: dict[str, Any]) -> str:
@@ -104,37 +96,35 @@ def _encode(message: dict[str, Any]) -> str:
     return json.dumps(message, allow_nan=False, separators=(",", ":"))
 
 
-def _advance(session: Session, steps: int | None, budget: float | None,
-             boundary: bool | None = None) -> tuple[dict[str, Any], str]:
-    """One chunk, and its message encoded in the same worker thread (off the event loop)."""
-    update = session.advance(steps, budget, boundary) if steps != 0 else session.update(boundary)
-    return update, _encode(update)
+class _Remote:
+    """The server's view of one session on its worker (a new one for every start and reset):
+    what the worker's last answer said of it."""
 
+    def __init__(self, raw: Any, info: dict[str, Any]) -> None:
+        self.raw = raw                   # the state as the page sent it (reset starts it again)
+        self.apply(info)
 
-def _release_memory() -> None:
-    """Give freed heap memory back to the system (glibc keeps it in per-thread arenas otherwise)."""
-    gc.collect()
-    name = ctypes.util.find_library("c")
-    if name:
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(name).malloc_trim(0)
+    def apply(self, info: dict[str, Any]) -> None:
+        self.step: int = info["step"]
+        self.finished: str | None = info["finished"]
+        self.two_d: bool = info["two_d"]
+        self.to_epoch_end: int = info["to_epoch_end"]
 
 
 class _Connection:
-    """One websocket's session and its play loop."""
+    """One websocket's session (on its worker process) and its play loop."""
 
     def __init__(self, ws: WebSocket, registry: SessionRegistry, limits: dict[str, Any]) -> None:
         self.ws, self.registry, self.limits = ws, registry, limits
-        self.session: Session | None = None
+        self.session: _Remote | None = None
         self.sid: int | None = None
+        self.worker: Worker | None = None
         self.playing = False
         self.pending_steps: list[str] = []
         self.wake = asyncio.Event()
         self.send_lock = asyncio.Lock()
-        self.idle = threading.Condition()
-        self.inflight = 0
 
-    async def send(self, message: dict[str, Any] | str, session: Session | None = None) -> None:
+    async def send(self, message: dict[str, Any] | str, session: _Remote | None = None) -> None:
         """Send ``message`` (strict JSON: no NaN; a ``str`` is sent as encoded); with ``session``,
         only while it is still the current one."""
         text = message if isinstance(message, str) else _encode(message)
@@ -145,23 +135,13 @@ class _Connection:
     async def error(self, key: str, message: str) -> None:
         await self.send({"type": "error", "key": key, "message": message})
 
-    async def compute(self, fn: Any, *args: Any) -> Any:
-        """``fn(*args)`` on the shared worker threads, in its turn (first come, first served)."""
-        with self.idle:
-            self.inflight += 1
-        future = self.registry.executor.submit(fn, *args)
-        future.add_done_callback(self._finished)      # also when cancelled before it ran (a closed tab)
-        return await asyncio.wrap_future(future)
-
-    def _finished(self, future: Any) -> None:
-        with self.idle:
-            self.inflight -= 1
-            self.idle.notify_all()
-
-    def wait_idle(self, seconds: float) -> bool:
-        """Block until no computation of this connection is running (at most ``seconds``)."""
-        with self.idle:
-            return self.idle.wait_for(lambda: self.inflight == 0, timeout=seconds)
+    async def request(self, op: str, **fields: Any) -> tuple[dict[str, Any], list[str]]:
+        """One request to this session's worker, in its turn (first come, first served)."""
+        if self.worker is None or self.worker.dead is not None:
+            if self.worker is not None:                       # it died: the session died with it
+                self.registry.pool.release_soon(self.worker, self.sid)
+            self.worker = self.registry.pool.assign(self.sid)
+        return await self.worker.request(op, sid=self.sid, **fields)
 
     def chunk_seconds(self) -> float:
         """How long one chunk of play may run: shorter when more sessions share the cores."""
@@ -169,11 +149,11 @@ class _Connection:
         return min(CHUNK_SECONDS, max(0.005, share))
 
     # ------------------------------------------------------------------ commands
-    async def start(self, message: dict[str, Any], *, state: Any = None) -> None:
-        if state is None:
+    async def start(self, message: dict[str, Any], *, raw: Any = None) -> None:
+        if raw is None:
             raw = message.get("state", {})
             try:
-                state = parse_state(raw)
+                parse_state(raw)            # refused here, at once; the worker builds from the same state
             except ConfigError as exc:
                 await self.error(exc.key, str(exc))
                 return
@@ -185,15 +165,17 @@ class _Connection:
                 return
         self.playing = False
         self.pending_steps.clear()
-        try:
-            session = await self.compute(
-                lambda: Session(state, max_steps=self.limits["max_steps"], max_seconds=self.limits["max_seconds"]))
-        except (ValueError, TypeError) as exc:   # a configuration the library itself refuses: keep the old one
-            await self.error("state", f"cannot build this configuration: {exc}")
+        header, parts = await self.request("start", state=raw, limits={
+            "max_steps": self.limits["max_steps"], "max_seconds": self.limits["max_seconds"]})
+        if not header["ok"]:                     # a configuration the library itself refuses: keep the old one
+            if header["error"] != "config":
+                raise WorkerError(header["message"])
+            await self.error(header.get("key", "state"), header["message"])
             return
+        session = _Remote(raw, header["info"])
         self.session = session                   # from here on, updates of the previous session are dropped
-        await self.send(session.describe(), session)
-        await self.send(await self.compute(session.update, True), session)
+        for text in parts:                       # ready, then the first update
+            await self.send(text, session)
         self.playing = bool(message.get("play", False))
         self.wake.set()
 
@@ -210,7 +192,7 @@ class _Connection:
             except ConfigError as exc:
                 await self.error(exc.key, str(exc))
                 return
-            result = await self.compute(trajectories, state)
+            result = await anyio.to_thread.run_sync(trajectories, state)
             result["query"] = to_query(state)
             await self.send(result)
         elif kind in ("play", "pause", "step", "reset"):
@@ -218,7 +200,7 @@ class _Connection:
                 await self.error("session", f"{kind}: no session yet; send start first")
                 return
             if kind == "reset":
-                await self.start({"play": False}, state=self.session.state)
+                await self.start({"play": False}, raw=self.session.raw)
             elif kind == "pause":
                 self.playing = False
                 self.pending_steps.clear()
@@ -228,9 +210,8 @@ class _Connection:
                 if kind == "step" and unit not in ("batch", "epoch"):
                     await self.error("unit", f"step: unit must be 'batch' or 'epoch', got {unit!r}")
                     return
-                reason = self.session.check_limits()
-                if reason:
-                    await self.error("session", reason)
+                if self.session.finished:
+                    await self.error("session", self.session.finished)
                     return
                 if kind == "play":
                     self.playing = True
@@ -246,40 +227,51 @@ class _Connection:
 
     # ------------------------------------------------------------------ the play loop
     async def runner(self) -> None:
-        try:
-            while True:
-                await self.wake.wait()
-                self.wake.clear()
-                while self.session is not None and (self.playing or self.pending_steps):
-                    await self._run_once(self.session)
-                    await asyncio.sleep(0)
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:   # a bug: say so on the page rather than fall silent
-            log.exception("playground session failed")
-            with contextlib.suppress(Exception):
-                await self.error("server", f"the session failed: {type(exc).__name__}: {exc}")
+        while True:
+            await self.wake.wait()
+            self.wake.clear()
+            while self.session is not None and (self.playing or self.pending_steps):
+                session = self.session
+                try:
+                    await self._run_once(session)
+                except asyncio.CancelledError:
+                    raise
+                except Exception as exc:   # a dead worker, or a bug: say so on the page rather than fall silent
+                    if not isinstance(exc, WorkerError):
+                        log.exception("playground session failed")
+                    if self.session is session:
+                        self.session, self.playing = None, False
+                        self.pending_steps.clear()
+                    with contextlib.suppress(Exception):
+                        await self.error("server", f"the session failed: {exc}; start it again")
+                await asyncio.sleep(0)
 
-    async def _run_once(self, session: Session) -> None:
+    async def _advance(self, session: _Remote, steps: int | None, budget: float | None,
+                       boundary: bool | None = None) -> dict[str, Any]:
+        """One chunk on the worker; its update goes to the page (if ``session`` is still the current one)."""
+        header, parts = await self.request("advance", steps=steps, budget=budget, boundary=boundary)
+        if not header["ok"]:
+            raise WorkerError(header["message"])
+        session.apply(header["info"])
+        await self.send(parts[0], session)
+        return header["info"]
+
+    async def _run_once(self, session: _Remote) -> None:
         """One pending step request (in chunks), or one chunk of play."""
         if self.pending_steps:
             unit = self.pending_steps.pop(0)
-            remaining = 1 if unit == "batch" else session.steps_to_epoch_end()
-            update: dict[str, Any] = {}
+            remaining = 1 if unit == "batch" else session.to_epoch_end
+            info: dict[str, Any] = {"boundary": False}
             while remaining > 0 and self.session is session:
                 before = session.step
-                update, text = await self.compute(_advance, session, remaining, self.chunk_seconds(),
-                                                  True if unit == "batch" else None)
+                info = await self._advance(session, remaining, self.chunk_seconds(), True if unit == "batch" else None)
                 remaining -= session.step - before
-                await self.send(text, session)
-                if update["finished"] or session.step == before:
+                if info["finished"] or session.step == before:
                     break
-            if session.two_d and "boundary" not in update and self.session is session:   # show where it ended
-                _, text = await self.compute(_advance, session, 0, None, True)
-                await self.send(text, session)
+            if session.two_d and not info["boundary"] and self.session is session:   # show where it ended
+                await self._advance(session, 0, None, True)
         else:
-            _, text = await self.compute(_advance, session, None, self.chunk_seconds())
-            await self.send(text, session)
+            await self._advance(session, None, self.chunk_seconds())
         if self.session is session and session.finished and (self.playing or self.pending_steps):
             self.playing = False
             self.pending_steps.clear()
@@ -296,7 +288,11 @@ class _Connection:
                 except (ValueError, KeyError):    # not JSON (or a binary frame)
                     await self.error("message", "messages must be JSON text")
                     continue
-                await self.handle(message)
+                try:
+                    await self.handle(message)
+                except WorkerError as exc:
+                    self.session, self.playing = None, False
+                    await self.error("server", f"the session failed: {exc}; start it again")
         finally:
             runner.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -304,36 +300,33 @@ class _Connection:
             self.session = None
             if self.sid is not None:
                 self.registry.close(self.sid)
+                if self.worker is not None:      # the worker frees the session (or exits, if it was its last)
+                    self.registry.pool.release_soon(self.worker, self.sid)
+                    self.worker = None
                 self.sid = None
 
 
-def create_app(*, max_sessions: int | None = None, limits: dict[str, Any] | None = None) -> Starlette:
+def create_app(*, max_sessions: int | None = None, limits: dict[str, Any] | None = None,
+               cores: int | None = None) -> Starlette:
     """The playground app (``uvicorn.run(create_app())``).
 
     Args:
         max_sessions: most concurrent sessions (default ``LIMITS["max_sessions"]``).
         limits: overrides of :data:`~trainlab.playground.config.LIMITS` (``max_steps``,
             ``max_seconds``) for this app.
+        cores: most worker processes (default :data:`CORES`, one per core).
     """
     limits = {**LIMITS, **(limits or {})}
     if max_sessions is not None:
         limits["max_sessions"] = int(max_sessions)
-    registry = SessionRegistry(limits["max_sessions"])
+    registry = SessionRegistry(limits["max_sessions"], CORES if cores is None else cores)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         try:
-            from threadpoolctl import threadpool_limits
-        except ImportError:  # pragma: no cover - threadpoolctl ships with scikit-learn
-            blas = None
-        else:
-            blas = threadpool_limits(limits=1, user_api="blas")   # sessions share the cores by turns
-        try:
             yield
         finally:
-            registry.executor.shutdown(wait=True, cancel_futures=True)
-            if blas is not None:
-                blas.restore_original_limits()
+            await registry.pool.shutdown()
 
     async def index(request: Any) -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"Cache-Control": "no-cache"})
@@ -346,10 +339,8 @@ def create_app(*, max_sessions: int | None = None, limits: dict[str, Any] | None
         except WebSocketDisconnect:
             pass
         finally:
-            # a chunk still running in a worker thread holds the session: free the memory after it
-            await anyio.to_thread.run_sync(connection.wait_idle, 30.0)
             del connection
-            await anyio.to_thread.run_sync(_release_memory)
+            await anyio.to_thread.run_sync(release_memory)     # the server's own buffers for this tab
 
     app = Starlette(routes=[Route("/", index), Mount("/static", StaticFiles(directory=STATIC), name="static"),
                             WebSocketRoute("/ws", websocket)], lifespan=lifespan)
