@@ -79,3 +79,25 @@ def test_the_worker_process_keeps_stray_output_off_the_protocol():
     ((header, (ready, first)),) = _answers(done.stdout)
     assert header["ok"] and ready["type"] == "ready" and first["step"] == 0
     assert b"a stray print" in done.stderr
+
+
+def test_the_worker_process_ignores_ctrl_c_and_exits_when_its_input_ends():
+    import signal
+
+    proc = subprocess.Popen([sys.executable, "-m", "trainlab.playground.worker"], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        start = {"id": 1, "op": "start", "sid": 1, "state": SMALL, "limits": LIMITS}
+        proc.stdin.write(json.dumps(start).encode() + b"\n")
+        proc.stdin.flush()
+        header = json.loads(proc.stdout.readline())          # it serves: its SIGINT handler is set
+        assert header["ok"] and [len(proc.stdout.read(n)) for n in header["sizes"]] == header["sizes"]
+        proc.send_signal(signal.SIGINT)
+        advance = {"id": 2, "op": "advance", "sid": 1, "steps": 2, "budget": None, "boundary": None}
+        out, err = proc.communicate(json.dumps(advance).encode() + b"\n", timeout=120)   # then stdin ends
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, err.decode()
+    ((header, (update,)),) = _answers(out)
+    assert header["id"] == 2 and update["step"] == 2

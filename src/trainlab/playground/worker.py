@@ -24,7 +24,8 @@ Operations (``sid`` is the server's session id; one per websocket):
 * ``advance`` ``{sid, steps, budget, boundary}``: :meth:`Session.advance` (``steps == 0``: just
   the update), answers the ``update``;
 * ``close`` ``{sid}``: drop the session and give its memory back to the system;
-* ``exit``, or the end of stdin (the server closed the pipe or died): exit.
+* ``exit``, or the end of stdin (the server closed the pipe or died): exit. SIGINT (Ctrl-C in
+  the terminal reaches the whole process group) is ignored: the server stops its workers.
 
 ``info`` carries what the server decides with: ``step``, ``finished`` (the reason the session
 may not step any more, or null), ``two_d``, ``to_epoch_end`` (steps to the end of the epoch) and
@@ -43,6 +44,7 @@ import ctypes.util
 import gc
 import json
 import os
+import signal
 import sys
 import traceback
 from typing import Any, BinaryIO
@@ -132,6 +134,9 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
 def main() -> None:
     """``python -m trainlab.playground.worker``: serve the protocol on stdin/stdout (the server
     starts it with :data:`BLAS_ENV`; NumPy is loaded by then, so the BLAS limit is also set here)."""
+    # Ctrl-C in the terminal reaches the whole process group: the server decides when workers
+    # stop (it closes their stdin), so a worker never dies under a session mid-chunk
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     answers = os.fdopen(os.dup(sys.stdout.fileno()), "wb")
     os.dup2(sys.stderr.fileno(), sys.stdout.fileno())   # stray output goes to stderr, not into a frame
     sys.stdout = sys.stderr
@@ -141,7 +146,7 @@ def main() -> None:
         pass
     else:
         threadpool_limits(limits=1, user_api="blas")
-    with contextlib.suppress(KeyboardInterrupt, BrokenPipeError):
+    with contextlib.suppress(BrokenPipeError):
         serve(sys.stdin.buffer, answers)
 
 
