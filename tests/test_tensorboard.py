@@ -313,3 +313,19 @@ def test_events_reach_the_file_within_flush_secs_without_a_flush(tmp_path, backg
         board.add_scalar("custom/x", 1.0, 5)
     with TensorBoard(tmp_path / "b").open() as other, pytest.raises(ValueError, match="tag"):
         other.add_scalar("", 1.0, 0)
+
+
+def test_interpreter_exit_writes_what_was_queued(tmp_path):
+    """A script that never closes its callback still leaves every event it logged on disk."""
+    import subprocess
+    import sys
+
+    code = ("import sys, types\nfrom trainlab.tensorboard import TensorBoard\n"
+            "board = TensorBoard(sys.argv[1], hparams={'lr': 0.1}, flush_secs=600)\n"
+            "board.on_train_begin(types.SimpleNamespace(global_step=0, monitor=None))\n"
+            "for step in range(200):\n    board.add_scalar('custom/x', float(step), step)\n")
+    done = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert [e.step for e in _reader(tmp_path).Scalars("custom/x")] == list(range(200))
+    ends = _hparams_events(tmp_path).get("_hparams_/session_end_info", [])
+    assert len(ends) == 1 and ends[0].session_end_info.status == 2      # STATUS_FAILURE: not closed by training
