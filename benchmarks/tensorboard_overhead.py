@@ -5,11 +5,12 @@ SGD momentum 0.9), sampled every 10 steps. Four identical copies train side by s
 
 * ``monitor``: ``Monitor(every=10)``, what ``trainlab train`` runs without TensorBoard;
 * ``monitor+hist``: ``Monitor(every=10, histograms=True)``;
-* ``tensorboard``: the same plus ``TensorBoard(..., background=True)`` (the default);
-* ``tb-sync``: the same with ``background=False`` (events built in the training thread).
+* ``tensorboard``: the same plus ``TensorBoard(...)`` with its defaults (events built and
+  written in the training thread);
+* ``tb-background``: the same with ``background=True`` (events built in a thread of their own).
 
 Each round times one block of 10 steps (one sampled step) per copy, in an order that
-rotates every round, so all four see the same machine state. A ``tensorboard`` block also
+rotates every round, so all four see the same machine state. A ``tb-background`` block also
 counts the wait for its background thread to finish that block's events (so no work
 spills, uncounted, into the next copy's block). Printed:
 
@@ -53,7 +54,7 @@ from trainlab import nn, optim  # noqa: E402
 from trainlab.monitor import Monitor  # noqa: E402
 from trainlab.tensorboard import TensorBoard  # noqa: E402
 
-ARMS = ("monitor", "monitor+hist", "tensorboard", "tb-sync")
+ARMS = ("monitor", "monitor+hist", "tensorboard", "tb-background")
 
 
 class Copy:
@@ -66,8 +67,8 @@ class Copy:
         self.monitor = Monitor(self.model, every=every, histograms=arm != "monitor")
         self.board = None
         self.trainer = SimpleNamespace(monitor=self.monitor, global_step=0)
-        if arm in ("tensorboard", "tb-sync"):
-            self.board = TensorBoard(log_dir, arm, hparams={"arm": arm}, background=arm == "tensorboard")
+        if arm in ("tensorboard", "tb-background"):
+            self.board = TensorBoard(log_dir, arm, hparams={"arm": arm}, background=arm == "tb-background")
             self.board.on_train_begin(self.trainer)
         self.step = 0
         self.hook_seconds = 0.0     # training-thread time inside on_step_end
@@ -115,7 +116,7 @@ def measure(rounds: int, every: int, batch: int, log_dir: Path) -> tuple[dict[st
             if r >= 2:
                 times[arm].append(t / every)
     steps = {arm: c.step for arm, c in copies.items()}
-    # the training thread's time in the callback, plus the background thread's CPU (in tb-sync the
+    # the training thread's time in the callback, plus the background thread's CPU (by default the
     # events are built inside the callback: its worker's busy time is already in hook_seconds)
     cpu = {arm: (c.hook_seconds + (c.board._worker.busy if c.board.background else 0.0)) / steps[arm]
            for arm, c in copies.items() if c.board is not None}
@@ -134,7 +135,7 @@ def report(times: dict[str, np.ndarray], cpu: dict[str, float]) -> dict[str, flo
     print("  ms/step, median: " + ", ".join(f"{a} {1e3 * m:.3f}" for a, m in med.items()))
     print("  ms/step, fastest 10%: " + ", ".join(f"{a} {1e3 * m:.3f}" for a, m in fast.items()))
     out = {}
-    for arm, base in (("tensorboard", "monitor"), ("tensorboard", "monitor+hist"), ("tb-sync", "monitor+hist"),
+    for arm, base in (("tensorboard", "monitor"), ("tensorboard", "monitor+hist"), ("tb-background", "monitor+hist"),
                       ("monitor+hist", "monitor")):
         ratio = times[arm] / times[base] - 1
         q1, q2, q3 = np.percentile(ratio, [25, 50, 75])
@@ -157,14 +158,14 @@ def cpu_breakdown(rounds: int, batch: int, log_dir: Path) -> None:
     rng = np.random.default_rng(0)
     xs = rng.standard_normal((4, batch, 784)).astype(np.float32)
     ys = rng.integers(0, 10, (4, batch))
-    arms = {"plain": None, "monitor": "monitor", "monitor+hist": "monitor+hist", "tensorboard": "tb-sync"}
+    arms = {"plain": None, "monitor": "monitor", "monitor+hist": "monitor+hist", "tensorboard": "tensorboard"}
     copies = {}
     for name, arm in arms.items():
         c = Copy(arm or "monitor", 1, log_dir)        # every=1: every step is a sampled step
         if arm is None:
             c.monitor.detach()
             c.monitor.begin_step = c.monitor.end_step = lambda step: None
-        elif arm != "tb-sync":
+        elif arm != "tensorboard":
             c.board = None
         copies[name] = c
     cpu = {name: [] for name in arms}

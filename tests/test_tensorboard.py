@@ -279,14 +279,18 @@ def test_bad_arguments_and_a_failing_write_are_reported(tmp_path):
     with pytest.raises(TypeError, match="hparams must be a dict"):
         flatten_hparams([1, 2])
     assert flatten_hparams({"a": {"b": None, "c": (1, 2), "d": {"e": "x"}}}) == {"a.c": "[1, 2]", "a.d.e": "x"}
-    board = TensorBoard(tmp_path, "x").open()
-
     def broken(*args):
         raise OSError("disk full")
 
-    board._submit(broken)
+    board = TensorBoard(tmp_path, "x", background=True).open()
+    board._submit(broken)                  # fails in the background thread: reported by the next call
     with pytest.raises(RuntimeError, match="disk full"):
         board.close()
+    assert board.writer is None
+    board = TensorBoard(tmp_path, "y").open()
+    with pytest.raises(RuntimeError, match="disk full"):
+        board._submit(broken)              # in the training thread: at once
+    board.close()
     assert board.writer is None
 
 

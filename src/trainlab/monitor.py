@@ -157,12 +157,17 @@ def histogram(values: np.ndarray, bins: int = 30) -> Histogram:
     the two corrections of it (half the time of ``np.histogram`` on a 4,096-value sample).
     """
     flat = np.asarray(values).reshape(-1)
-    # one sorted contiguous copy, sorted in its own dtype (float32 sorts in half float64's time),
-    # then in float64 for the sums and the comparisons with the float64 edges (exact either way)
-    x = np.sort(flat).astype(np.float64, copy=False)
+    return _sorted_histogram(np.sort(flat), bins)
+
+
+def _sorted_histogram(ordered: np.ndarray, bins: int) -> Histogram:
+    """:func:`histogram` of values already sorted (``np.sort``'s order: NaN last)."""
+    # sorted in their own dtype (float32 sorts in half float64's time), then in float64 for the
+    # sums and the comparisons with the float64 edges (exact either way)
+    x = ordered.astype(np.float64, copy=False)
     if x.size and not (math.isfinite(x[0]) and math.isfinite(x[-1])):   # -inf first, +inf and NaN last
         x = x[np.isfinite(x)]
-    nonfinite = flat.size - x.size
+    nonfinite = ordered.size - x.size
     if x.size == 0:
         return Histogram(np.zeros(0), np.zeros(0, dtype=np.int64), math.nan, math.nan, 0, 0.0, 0.0, nonfinite)
     total, sum_squares = float(np.add.reduce(x)), float(np.dot(x, x))
@@ -248,25 +253,26 @@ def _layers_label(count: int, kind: str) -> str:
 
 
 @functools.lru_cache(maxsize=64)
-def _quantile_plan(size: int, qs: tuple[float, ...]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+def _quantile_plan(size: int, qs: tuple[float, ...]) -> tuple[list[int], list[float]]:
+    """``(lo_k, f_k)`` for a sample of ``size``: ``q_k (size - 1) = lo_k + f_k`` (NumPy's arithmetic)."""
     pos = np.asarray(qs, dtype=np.float64) * (size - 1)
-    lo = np.floor(pos).astype(np.intp)
-    stops = [min([int(j) for j in lo if j > k], default=size - 1) for k in lo]   # next partition point
-    return lo, pos - lo, stops
+    lo = np.floor(pos)
+    return lo.astype(np.intp).tolist(), (pos - lo).tolist()
 
 
-def _quantiles(sample: np.ndarray, qs: tuple[float, ...]) -> list[float]:
-    """Linear-interpolation quantiles (``np.quantile``'s default) by one ``np.partition``.
+def _quantiles(ordered: np.ndarray, qs: tuple[float, ...]) -> list[float]:
+    """Linear-interpolation quantiles (``np.quantile``'s default) of a sorted sample.
 
-    The partition places the order statistics ``lo_k = floor(q_k (n - 1))``; the next one,
-    ``lo_k + 1``, is the minimum of the slice up to the next partition point.
+    With ``lo_k = floor(q_k (n - 1))`` and ``f_k`` the fraction left over, the quantile is
+    ``x[lo_k] + (x[lo_k + 1] - x[lo_k]) f_k``. (A full ``np.sort`` of the 4,096-value sample
+    takes a fifth of the time of ``np.partition`` at the three order statistics on AVX-512
+    NumPy, and the histograms reuse it.)
     """
-    lo, frac, stops = _quantile_plan(sample.size, qs)
-    part = np.partition(sample, lo)
+    lo, frac = _quantile_plan(ordered.size, qs)
     out = []
-    for k, f, stop in zip(lo.tolist(), frac.tolist(), stops, strict=True):
-        a = float(part[k])
-        out.append(a + (float(part[k + 1:stop + 1].min()) - a) * f if f > 0 else a)
+    for k, f in zip(lo, frac, strict=True):
+        a = float(ordered[k])
+        out.append(a + (float(ordered[k + 1]) - a) * f if f > 0 else a)
     return out
 
 
@@ -314,13 +320,14 @@ def _nonfinite_fraction(x: np.ndarray, *totals: float) -> float:
     return float(x.size - np.count_nonzero(np.isfinite(x))) / x.size
 
 
-def _activation_stats(x: np.ndarray, kind: str | None) -> dict[str, float]:
+def _activation_stats(x: np.ndarray, kind: str | None) -> tuple[dict[str, float], np.ndarray]:
+    """The activation statistics of ``x``, and its sorted strided subsample (the histogram's)."""
     n = x.size
     flat = x.reshape(-1)
     mean, std, sumsq = _moments(flat)
     stats = {"act_mean": mean, "act_std": std, "act_nonfinite": _nonfinite_fraction(flat, mean, sumsq)}
-    sample = _subsample(flat, _per_example(x))
-    for key, v in zip(_PERCENTILE_KEYS, _quantiles(sample, _QUANTILES), strict=True):
+    ordered = np.sort(_subsample(flat, _per_example(x)))
+    for key, v in zip(_PERCENTILE_KEYS, _quantiles(ordered, _QUANTILES), strict=True):
         stats[key] = v
     if kind == "relu":
         stats["zero_frac"] = float(n - np.count_nonzero(flat)) / n
@@ -333,7 +340,7 @@ def _activation_stats(x: np.ndarray, kind: str | None) -> dict[str, float]:
     elif kind == "sigmoid":
         lo = SIGMOID_SATURATION
         stats["saturation"] = float(np.count_nonzero(flat < lo) + np.count_nonzero(flat > 1 - lo)) / n
-    return stats
+    return stats, ordered
 
 
 def _grad_stats(g: np.ndarray, prefix: str) -> dict[str, float]:
@@ -448,18 +455,21 @@ class Monitor:
             if self._record is None or not isinstance(out, np.ndarray) or out.size == 0:
                 return
             with np.errstate(over="ignore", invalid="ignore"):
-                self._record.setdefault(layer.name, {}).update(_activation_stats(out, layer.kind))
+                stats, ordered = _activation_stats(out, layer.kind)
+                self._record.setdefault(layer.name, {}).update(stats)
                 if self.histograms:
-                    self._histogram(layer.name, "act", out)
+                    self._histogram(layer.name, "act", out, ordered)
         return hook
 
-    def _histogram(self, layer: str, what: str, x: np.ndarray) -> None:
+    def _histogram(self, layer: str, what: str, x: np.ndarray, ordered: np.ndarray | None = None) -> None:
+        """Record the histogram of ``x``'s strided subsample (``ordered``: that sample already sorted)."""
         kind = what if what in ("act", "grad") else "params"
         if kind not in self.histogram_kinds or (self.histogram_layers is not None
                                                 and layer not in self.histogram_layers):
             return
-        sample = _subsample(x.reshape(-1), _per_example(x), HISTOGRAM_SAMPLE)
-        self._hist.setdefault(layer, {})[what] = histogram(sample, self.bins)
+        if ordered is None or HISTOGRAM_SAMPLE != SAMPLE_SIZE:
+            ordered = np.sort(_subsample(x.reshape(-1), _per_example(x), HISTOGRAM_SAMPLE))
+        self._hist.setdefault(layer, {})[what] = _sorted_histogram(ordered, self.bins)
 
     def _known_layers(self, names: Iterable[str], argument: str) -> list[str]:
         if isinstance(names, str):
