@@ -7,8 +7,8 @@ children) and, on *sampled* steps (``step % every == 0``), records per layer:
 * **activations** (the layer's output ``a``): ``act_mean``, ``act_std`` over all
   values, and ``act_p15``, ``act_p50``, ``act_p85``, the 15th/50th/85th
   percentiles (linear interpolation, as ``np.quantile``) of a deterministic
-  strided subsample of at most :data:`SAMPLE_SIZE` values (``np.partition``,
-  O(n)); ``act_nonfinite``, the fraction of NaN/Inf values (0 when finite);
+  strided subsample of at most :data:`SAMPLE_SIZE` values (one ``np.sort`` of it,
+  which the activation histogram reuses); ``act_nonfinite``, the fraction of NaN/Inf values (0 when finite);
 * **dead ReLUs** (ReLU layers): ``zero_frac``, the fraction of exact zeros, and
   ``dead_frac``, the fraction of units that are zero for every example of the batch;
 * **saturation** (Tanh / Sigmoid layers): ``saturation``, the fraction of units with
