@@ -283,6 +283,17 @@ def test_sessions_spread_over_worker_processes_which_exit_with_their_last_sessio
             assert one["step"] == 1 and len(pool.pids) == 1 and pool.pids[0] not in pids
 
 
+def test_one_worker_process_serves_every_session_when_told_so():
+    app = create_app(cores=1)
+    pool = app.state.registry.pool
+    with TestClient(app) as client, client.websocket_connect("/ws") as a, client.websocket_connect("/ws") as b:
+        for ws in (a, b):
+            recv(ws)
+            start(ws, SMALL)
+            assert step(ws)[0]["step"] == 1
+        assert len(pool.pids) == 1 and len(pool.workers[0].sessions) == 2
+
+
 def test_a_dead_worker_is_reported_and_a_new_start_gets_a_live_one(client):
     import os
     import signal
@@ -325,8 +336,11 @@ def test_command_line_serves_on_localhost_and_says_where(tmp_path):
     from trainlab.cli import EXIT_FAILURE, build_parser
 
     args = build_parser().parse_args(["playground"])
-    assert (args.host, args.port, args.open) == ("127.0.0.1", 8765, False)
-    proc = subprocess.Popen([sys.executable, "-m", "trainlab.cli", "playground", "--port", "0"],
+    assert (args.host, args.port, args.open, args.workers) == ("127.0.0.1", 8765, False, None)
+    assert build_parser().parse_args(["playground", "--workers", "1"]).workers == 1
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["playground", "--workers", "0"])
+    proc = subprocess.Popen([sys.executable, "-m", "trainlab.cli", "playground", "--port", "0", "--workers", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline()

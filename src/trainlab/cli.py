@@ -202,7 +202,7 @@ def _cmd_playground(args: argparse.Namespace) -> int:
     from trainlab.playground import serve  # without the extra: an ImportError saying how to install it
 
     try:
-        serve(args.host, args.port, open_browser=args.open)
+        serve(args.host, args.port, open_browser=args.open, workers=args.workers)
     except KeyboardInterrupt:                 # Ctrl-C is how a server is stopped
         pass
     return 0
@@ -343,6 +343,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=8765, help="TCP port (default 8765; 0 picks a free one)")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--workers", type=_count(1), metavar="N",
+                   help="worker processes the sessions train in (default: one per core)")
     p.set_defaults(func=_cmd_playground)
 
     p = sub.add_parser("bench", help="time trainlab against PyTorch, side by side", formatter_class=RAW,

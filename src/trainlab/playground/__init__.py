@@ -49,11 +49,13 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
-def serve(host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False, log_level: str = "warning") -> None:
+def serve(host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = False, log_level: str = "warning",
+          workers: int | None = None) -> None:
     """Serve the playground on ``host:port`` until interrupted (Ctrl-C).
 
     ``port=0`` picks a free port. The address is printed once the socket is bound; with
-    ``open_browser`` the default browser opens it.
+    ``open_browser`` the default browser opens it. ``workers`` caps the worker processes the
+    sessions train in (default: one per core).
     """
     try:
         import uvicorn
@@ -66,7 +68,7 @@ def serve(host: str = "127.0.0.1", port: int = 8765, *, open_browser: bool = Fal
     print(f"trainlab playground: {url}  (Ctrl-C stops it)", flush=True)
     if host not in ("127.0.0.1", "localhost", "::1"):
         print(f"note: listening on {host}, reachable from other machines", file=sys.stderr)
-    config = uvicorn.Config(create_app(), log_level=log_level, ws="auto", lifespan="on")
+    config = uvicorn.Config(create_app(cores=workers), log_level=log_level, ws="auto", lifespan="on")
     server = uvicorn.Server(config)
     if open_browser:
         threading.Timer(0.8, webbrowser.open, args=(url,)).start()
