@@ -184,7 +184,7 @@ def cpu_breakdown(rounds: int, batch: int, log_dir: Path) -> None:
 
     record = copies["tensorboard"].monitor.steps[-1]
     events: list[Any] = []
-    board._worker = SimpleNamespace(file=SimpleNamespace(add_event=events.append))
+    board.writer = SimpleNamespace(add_event=events.append)
     board._write_record(record, 0.5)
     event = events[0]
     writer = RecordWriter(str(log_dir / "bench.events"))

@@ -437,8 +437,8 @@ class TensorBoard(Callback):
             self._file().add_event(event)
 
     def _file(self) -> _EventFile:
-        assert self._worker is not None, "events are written between open() and close()"
-        return self._worker.file
+        assert self.writer is not None, "events are written between open() and close()"
+        return self.writer
 
     def _write_epoch(self, scalars: dict[str, float], text: str | None, step: int) -> None:
         from tensorboardX import summary as tbs

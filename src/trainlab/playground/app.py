@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import os
 from collections.abc import AsyncIterator
@@ -52,7 +51,7 @@ from trainlab.playground.config import LIMITS, ConfigError, parse_state, schema,
 from trainlab.playground.pool import Worker, WorkerError, WorkerPool
 from trainlab.playground.presets import PRESETS
 from trainlab.playground.trajectories import trajectories
-from trainlab.playground.worker import release_memory
+from trainlab.playground.worker import encode, release_memory
 
 __all__ = ["create_app", "SessionRegistry", "STATIC", "CORES", "CHUNK_SECONDS"]
 
@@ -91,11 +90,6 @@ class SessionRegistry:
         return len(self._live)
 
 
-def _encode(message: dict[str, Any]) -> str:
-    """Strict JSON (``NaN``/``Infinity`` are not JSON and a browser's ``JSON.parse`` refuses them)."""
-    return json.dumps(message, allow_nan=False, separators=(",", ":"))
-
-
 class _Remote:
     """The server's view of one session on its worker (a new one for every start and reset):
     what the worker's last answer said of it."""
@@ -127,7 +121,7 @@ class _Connection:
     async def send(self, message: dict[str, Any] | str, session: _Remote | None = None) -> None:
         """Send ``message`` (strict JSON: no NaN; a ``str`` is sent as encoded); with ``session``,
         only while it is still the current one."""
-        text = message if isinstance(message, str) else _encode(message)
+        text = message if isinstance(message, str) else encode(message)
         async with self.send_lock:
             if session is None or session is self.session:
                 await self.ws.send_text(text)

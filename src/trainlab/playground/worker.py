@@ -49,15 +49,16 @@ import sys
 import traceback
 from typing import Any, BinaryIO
 
-__all__ = ["main", "handle", "BLAS_ENV"]
+__all__ = ["main", "handle", "encode", "BLAS_ENV"]
 
 #: set in a worker's environment before NumPy loads: one BLAS thread (one worker per core)
 BLAS_ENV = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
-def _encode(message: dict[str, Any]) -> bytes:
-    """Strict JSON (``NaN``/``Infinity`` are not JSON and a browser's ``JSON.parse`` refuses them)."""
-    return json.dumps(message, allow_nan=False, separators=(",", ":")).encode()
+def encode(message: dict[str, Any]) -> str:
+    """A websocket message as strict JSON (``NaN``/``Infinity`` are not JSON and a browser's
+    ``JSON.parse`` refuses them); the server encodes its own messages with it too."""
+    return json.dumps(message, allow_nan=False, separators=(",", ":"))
 
 
 def release_memory() -> None:
@@ -96,12 +97,12 @@ def handle(sessions: dict[int, Any], request: dict[str, Any]) -> tuple[dict[str,
             del old
             release_memory()
         update = session.update(True)
-        return {"ok": True, "info": _info(session, update)}, [_encode(session.describe()), _encode(update)]
+        return {"ok": True, "info": _info(session, update)}, [encode(m).encode() for m in (session.describe(), update)]
     if op == "advance":
         session = sessions[sid]
         steps, budget, boundary = request.get("steps"), request.get("budget"), request.get("boundary")
         update = session.update(boundary) if steps == 0 else session.advance(steps, budget, boundary)
-        return {"ok": True, "info": _info(session, update)}, [_encode(update)]
+        return {"ok": True, "info": _info(session, update)}, [encode(update).encode()]
     if op == "close":
         if sessions.pop(sid, None) is not None:
             release_memory()
@@ -125,7 +126,7 @@ def serve(requests: BinaryIO, answers: BinaryIO) -> None:
             traceback.print_exc(file=sys.stderr)
             header, parts = {"ok": False, "error": "failed", "message": f"{type(exc).__name__}: {exc}"}, []
         header = {"id": request.get("id"), **header, "sizes": [len(p) for p in parts]}
-        answers.write(json.dumps(header, allow_nan=False, separators=(",", ":")).encode() + b"\n")
+        answers.write(encode(header).encode() + b"\n")
         for part in parts:
             answers.write(part)
         answers.flush()
